@@ -1,0 +1,1 @@
+//! kproxy-ipvs (placeholder)

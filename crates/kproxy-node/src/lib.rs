@@ -1,0 +1,1 @@
+//! kproxy-node (placeholder)

@@ -1,0 +1,1 @@
+//! kproxy-trace (placeholder)

@@ -1,0 +1,2 @@
+//! The kproxy binary.
+fn main() {}
