@@ -1,0 +1,158 @@
+//! Endpoints: the backends of a service port, merged from all of a Service's
+//! EndpointSlices.
+
+use crate::addr::{join_host_port, parse_ip_sloppy, IpFamily};
+use crate::service::{Protocol, ServicePortName};
+use crate::store::NamespacedName;
+use crate::warning::WarningSink;
+use k8s_openapi::api::discovery::v1::{Endpoint as ApiEndpoint, EndpointSlice};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// One backend of a service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `ip:port` or `[ip]:port`: the DNAT destination, and part of the chain-name hash.
+    pub addr: String,
+    /// The address.
+    pub ip: IpAddr,
+    /// The target port.
+    pub port: u16,
+    /// Ready to receive new connections.
+    pub ready: bool,
+    /// Serving (possibly while terminating).
+    pub serving: bool,
+    /// Terminating.
+    pub terminating: bool,
+    /// Runs on this node.
+    pub is_local: bool,
+    /// Zones this endpoint is hinted for.
+    pub zone_hints: Vec<String>,
+    /// Nodes this endpoint is hinted for.
+    pub node_hints: Vec<String>,
+}
+
+/// The endpoints of every port of one Service, sorted by `addr`, without duplicates.
+pub(crate) type EndpointsByPort = BTreeMap<ServicePortName, Vec<Endpoint>>;
+
+/// Merges a Service's EndpointSlices of one family into endpoints per service port.
+pub(crate) fn endpoints_of_service<'a>(
+    service: &NamespacedName,
+    slices: impl Iterator<Item = &'a EndpointSlice>,
+    family: IpFamily,
+    node_name: &str,
+    warnings: &mut Vec<crate::ModelWarning>,
+) -> EndpointsByPort {
+    let mut merged: BTreeMap<ServicePortName, BTreeMap<String, Endpoint>> = BTreeMap::new();
+    for slice in slices {
+        let wanted = match family {
+            IpFamily::V4 => "IPv4",
+            IpFamily::V6 => "IPv6",
+        };
+        if slice.address_type != wanted {
+            continue;
+        }
+        let mut sink = WarningSink {
+            object: format!(
+                "EndpointSlice {}/{}",
+                service.namespace,
+                slice.metadata.name.as_deref().unwrap_or("")
+            ),
+            out: warnings,
+        };
+        for (port_name, port) in slice_ports(service, slice, &mut sink) {
+            let entry = merged.entry(port_name).or_default();
+            for (index, api_endpoint) in slice.endpoints.iter().enumerate() {
+                let Some(endpoint) = endpoint(api_endpoint, index, port, node_name, &mut sink)
+                else {
+                    continue;
+                };
+                let keep_existing = entry.get(&endpoint.addr).is_some_and(|old| old.ready);
+                if !keep_existing {
+                    entry.insert(endpoint.addr.clone(), endpoint);
+                }
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(name, endpoints)| (name, endpoints.into_values().collect()))
+        .collect()
+}
+
+fn slice_ports(
+    service: &NamespacedName,
+    slice: &EndpointSlice,
+    sink: &mut WarningSink<'_>,
+) -> Vec<(ServicePortName, u16)> {
+    let mut ports = Vec::new();
+    for (index, api_port) in slice.ports.iter().flatten().enumerate() {
+        let protocol_text = api_port.protocol.as_deref().unwrap_or("TCP");
+        let Some(protocol) = Protocol::from_api(protocol_text) else {
+            sink.warn(
+                format!("ports[{index}].protocol"),
+                format!("unknown protocol {protocol_text:?}; port skipped"),
+            );
+            continue;
+        };
+        let Some(raw_port) = api_port.port else {
+            continue;
+        };
+        let port = match u16::try_from(raw_port) {
+            Ok(p) if p != 0 => p,
+            _ => {
+                sink.warn(
+                    format!("ports[{index}].port"),
+                    format!("{raw_port} is not a valid port (1-65535); port skipped"),
+                );
+                continue;
+            }
+        };
+        let name = ServicePortName {
+            service: service.clone(),
+            port: api_port.name.clone().unwrap_or_default(),
+            protocol,
+        };
+        ports.push((name, port));
+    }
+    ports
+}
+
+fn endpoint(
+    api: &ApiEndpoint,
+    index: usize,
+    port: u16,
+    node_name: &str,
+    sink: &mut WarningSink<'_>,
+) -> Option<Endpoint> {
+    let text = api.addresses.first()?;
+    let Some(ip) = parse_ip_sloppy(text) else {
+        sink.warn(
+            format!("endpoints[{index}].addresses[0]"),
+            format!("{text:?} is not an IP address; endpoint skipped"),
+        );
+        return None;
+    };
+    let conditions = api.conditions.as_ref();
+    let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+    let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+    let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+    let hints = api.hints.as_ref();
+    Some(Endpoint {
+        addr: join_host_port(&ip, port),
+        ip,
+        port,
+        ready,
+        serving,
+        terminating,
+        is_local: !node_name.is_empty() && api.node_name.as_deref() == Some(node_name),
+        zone_hints: hints
+            .and_then(|h| h.for_zones.as_ref())
+            .map(|zones| zones.iter().map(|z| z.name.clone()).collect())
+            .unwrap_or_default(),
+        node_hints: hints
+            .and_then(|h| h.for_nodes.as_ref())
+            .map(|nodes| nodes.iter().map(|n| n.name.clone()).collect())
+            .unwrap_or_default(),
+    })
+}

@@ -1,0 +1,370 @@
+//! Service ports: what every mode needs to know about one port of one Service, for one IP
+//! family.
+
+use crate::addr::{parse_cidr_sloppy, parse_ip_sloppy, IpFamily};
+use crate::store::NamespacedName;
+use crate::warning::WarningSink;
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Service, ServicePort as ApiServicePort};
+use std::fmt;
+use std::net::IpAddr;
+
+/// Session affinity timeout used when a ClientIP service does not set one.
+pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: u32 = 10800;
+
+/// A transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Protocol {
+    /// Parses the API spelling (`TCP`, `UDP`, `SCTP`).
+    pub fn from_api(text: &str) -> Option<Protocol> {
+        match text {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
+    /// Lowercase name, as iptables and nftables write it.
+    pub fn lower(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// Names one port of one Service: `namespace/name:port` (the protocol is part of the
+/// identity but not of the display form, as upstream).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServicePortName {
+    /// The Service's namespace and name.
+    pub service: NamespacedName,
+    /// The port's name; may be empty.
+    pub port: String,
+    /// The port's protocol.
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for ServicePortName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.port.is_empty() {
+            write!(f, "{}", self.service)
+        } else {
+            write!(f, "{}:{}", self.service, self.port)
+        }
+    }
+}
+
+/// A load-balancer ingress address and how the load balancer delivers traffic to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngressMode {
+    /// The load balancer delivers packets with the LB IP as destination: kproxy handles it.
+    Vip,
+    /// The load balancer proxies: packets arrive for the node, kproxy adds no LB-IP rule.
+    Proxy,
+}
+
+/// One port of one Service, for one IP family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServicePort {
+    /// The name.
+    pub name: ServicePortName,
+    /// The service port number.
+    pub port: u16,
+    /// The ClusterIP of this family.
+    pub cluster_ip: IpAddr,
+    /// The node port, or 0.
+    pub node_port: u16,
+    /// External IPs of this family.
+    pub external_ips: Vec<IpAddr>,
+    /// Load-balancer ingress IPs of this family in VIP mode (Proxy-mode IPs are left out).
+    pub load_balancer_ips: Vec<IpAddr>,
+    /// Source ranges of this family allowed to reach the LB IPs; empty means all.
+    pub load_balancer_source_ranges: Vec<IpNet>,
+    /// ClientIP session affinity timeout in seconds, or `None` without affinity.
+    pub affinity_timeout: Option<u32>,
+    /// `externalTrafficPolicy: Local` on a NodePort or LoadBalancer service.
+    pub external_policy_local: bool,
+    /// `internalTrafficPolicy: Local`.
+    pub internal_policy_local: bool,
+    /// The health check node port of a LoadBalancer service with external policy Local, or 0.
+    pub health_check_node_port: u16,
+}
+
+impl ServicePort {
+    /// Whether traffic can reach this port from outside the cluster network.
+    pub fn externally_accessible(&self) -> bool {
+        self.node_port != 0 || !self.load_balancer_ips.is_empty() || !self.external_ips.is_empty()
+    }
+
+    /// Whether the port routes to cluster-wide endpoints for some traffic.
+    pub fn uses_cluster_endpoints(&self) -> bool {
+        !self.internal_policy_local || self.externally_accessible()
+    }
+
+    /// Whether the port routes to node-local endpoints for some traffic.
+    pub fn uses_local_endpoints(&self) -> bool {
+        self.internal_policy_local || (self.external_policy_local && self.externally_accessible())
+    }
+}
+
+/// Builds the service ports of one Service for one family. Headless and ExternalName
+/// Services, and Services without a ClusterIP of this family, yield none. Bad fields are
+/// reported through `warnings`; a bad port skips only that port.
+pub(crate) fn service_ports(
+    key: &NamespacedName,
+    service: &Service,
+    family: IpFamily,
+    warnings: &mut WarningSink<'_>,
+) -> Vec<ServicePort> {
+    let Some(spec) = service.spec.as_ref() else {
+        return Vec::new();
+    };
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return Vec::new();
+    }
+    let Some(cluster_ip) = cluster_ip_of_family(service, family, warnings) else {
+        return Vec::new();
+    };
+    let common = ServiceCommon::new(service, family, warnings);
+    let mut ports: Vec<ServicePort> = Vec::new();
+    for (index, api_port) in spec.ports.iter().flatten().enumerate() {
+        let Some(name) = port_name(key, api_port, index, warnings) else {
+            continue;
+        };
+        if ports.iter().any(|p| p.name == name) {
+            warnings.warn(
+                format!("spec.ports[{index}]"),
+                format!("duplicate port {name}/{}; skipped", name.protocol.lower()),
+            );
+            continue;
+        }
+        let Some((port, node_port)) = port_numbers(api_port, index, warnings) else {
+            continue;
+        };
+        ports.push(common.port(name, cluster_ip, port, node_port));
+    }
+    ports
+}
+
+/// The fields shared by every port of a Service.
+#[derive(Clone)]
+struct ServiceCommon {
+    external_ips: Vec<IpAddr>,
+    load_balancer_ips: Vec<IpAddr>,
+    load_balancer_source_ranges: Vec<IpNet>,
+    affinity_timeout: Option<u32>,
+    external_policy_local: bool,
+    internal_policy_local: bool,
+    health_check_node_port: u16,
+}
+
+impl ServiceCommon {
+    fn new(service: &Service, family: IpFamily, warnings: &mut WarningSink<'_>) -> ServiceCommon {
+        let spec = service.spec.clone().unwrap_or_default();
+        let type_ = spec.type_.as_deref().unwrap_or("");
+        let externally_typed = type_ == "NodePort" || type_ == "LoadBalancer";
+        let external_policy_local =
+            externally_typed && spec.external_traffic_policy.as_deref() == Some("Local");
+        let mut health_check_node_port = 0;
+        if type_ == "LoadBalancer" && external_policy_local {
+            match spec.health_check_node_port.map(u16::try_from) {
+                Some(Ok(p)) if p != 0 => health_check_node_port = p,
+                _ => warnings.warn(
+                    "spec.healthCheckNodePort",
+                    "missing or out of range; no health check server for this service",
+                ),
+            }
+        }
+        let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            spec.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .and_then(|t| u32::try_from(t).ok())
+                .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECONDS)
+        });
+        ServiceCommon {
+            external_ips: external_ips(&spec.external_ips.unwrap_or_default(), family, warnings),
+            load_balancer_ips: ingress_ips(service, family, warnings),
+            load_balancer_source_ranges: source_ranges(
+                &spec.load_balancer_source_ranges.unwrap_or_default(),
+                family,
+                warnings,
+            ),
+            affinity_timeout,
+            external_policy_local,
+            internal_policy_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+            health_check_node_port,
+        }
+    }
+
+    fn port(&self, name: ServicePortName, cluster_ip: IpAddr, port: u16, node_port: u16) -> ServicePort {
+        ServicePort {
+            name,
+            port,
+            cluster_ip,
+            node_port,
+            external_ips: self.external_ips.clone(),
+            load_balancer_ips: self.load_balancer_ips.clone(),
+            load_balancer_source_ranges: self.load_balancer_source_ranges.clone(),
+            affinity_timeout: self.affinity_timeout,
+            external_policy_local: self.external_policy_local,
+            internal_policy_local: self.internal_policy_local,
+            health_check_node_port: self.health_check_node_port,
+        }
+    }
+}
+
+fn cluster_ip_of_family(
+    service: &Service,
+    family: IpFamily,
+    warnings: &mut WarningSink<'_>,
+) -> Option<IpAddr> {
+    let spec = service.spec.as_ref()?;
+    let primary = spec.cluster_ip.as_deref().unwrap_or("");
+    if primary.is_empty() || primary == "None" {
+        return None;
+    }
+    let candidates: Vec<&str> = match spec.cluster_ips.as_deref() {
+        Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
+        _ => vec![primary],
+    };
+    for (index, text) in candidates.iter().enumerate() {
+        match parse_ip_sloppy(text) {
+            Some(ip) if IpFamily::of(&ip) == family => return Some(ip),
+            Some(_) => {}
+            None => warnings.warn(
+                format!("spec.clusterIPs[{index}]"),
+                format!("{text:?} is not an IP address; service skipped"),
+            ),
+        }
+    }
+    None
+}
+
+fn port_name(
+    key: &NamespacedName,
+    api_port: &ApiServicePort,
+    index: usize,
+    warnings: &mut WarningSink<'_>,
+) -> Option<ServicePortName> {
+    let protocol_text = api_port.protocol.as_deref().unwrap_or("TCP");
+    let Some(protocol) = Protocol::from_api(protocol_text) else {
+        warnings.warn(
+            format!("spec.ports[{index}].protocol"),
+            format!("unknown protocol {protocol_text:?}; port skipped"),
+        );
+        return None;
+    };
+    Some(ServicePortName {
+        service: key.clone(),
+        port: api_port.name.clone().unwrap_or_default(),
+        protocol,
+    })
+}
+
+fn port_numbers(
+    api_port: &ApiServicePort,
+    index: usize,
+    warnings: &mut WarningSink<'_>,
+) -> Option<(u16, u16)> {
+    let port = match u16::try_from(api_port.port) {
+        Ok(p) if p != 0 => p,
+        _ => {
+            warnings.warn(
+                format!("spec.ports[{index}].port"),
+                format!("{} is not a valid port (1-65535); port skipped", api_port.port),
+            );
+            return None;
+        }
+    };
+    let raw_node_port = api_port.node_port.unwrap_or(0);
+    let Ok(node_port) = u16::try_from(raw_node_port) else {
+        warnings.warn(
+            format!("spec.ports[{index}].nodePort"),
+            format!("{raw_node_port} is not a valid port (0-65535); port skipped"),
+        );
+        return None;
+    };
+    Some((port, node_port))
+}
+
+fn external_ips(texts: &[String], family: IpFamily, warnings: &mut WarningSink<'_>) -> Vec<IpAddr> {
+    let mut ips = Vec::new();
+    for (index, text) in texts.iter().enumerate() {
+        match parse_ip_sloppy(text) {
+            Some(ip) if IpFamily::of(&ip) == family => ips.push(ip),
+            Some(_) => {}
+            None => warnings.warn(
+                format!("spec.externalIPs[{index}]"),
+                format!("{text:?} is not an IP address; ignored"),
+            ),
+        }
+    }
+    ips
+}
+
+fn ingress_ips(service: &Service, family: IpFamily, warnings: &mut WarningSink<'_>) -> Vec<IpAddr> {
+    let ingress = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    let mut ips = Vec::new();
+    for (index, entry) in ingress.into_iter().flatten().enumerate() {
+        let Some(text) = entry.ip.as_deref().filter(|t| !t.is_empty()) else {
+            continue;
+        };
+        if ingress_mode(entry.ip_mode.as_deref()) == IngressMode::Proxy {
+            continue;
+        }
+        match parse_ip_sloppy(text) {
+            Some(ip) if IpFamily::of(&ip) == family => ips.push(ip),
+            Some(_) => {}
+            None => warnings.warn(
+                format!("status.loadBalancer.ingress[{index}].ip"),
+                format!("{text:?} is not an IP address; ignored"),
+            ),
+        }
+    }
+    ips
+}
+
+/// The delivery mode of a load-balancer ingress entry; unset means VIP.
+pub fn ingress_mode(ip_mode: Option<&str>) -> IngressMode {
+    if ip_mode == Some("Proxy") {
+        IngressMode::Proxy
+    } else {
+        IngressMode::Vip
+    }
+}
+
+fn source_ranges(texts: &[String], family: IpFamily, warnings: &mut WarningSink<'_>) -> Vec<IpNet> {
+    let mut nets = Vec::new();
+    for (index, text) in texts.iter().enumerate() {
+        match parse_cidr_sloppy(text.trim()) {
+            Some(net) if IpFamily::of_net(&net) == family => nets.push(net),
+            Some(_) => {}
+            None => warnings.warn(
+                format!("spec.loadBalancerSourceRanges[{index}]"),
+                format!("{text:?} is not a CIDR; ignored"),
+            ),
+        }
+    }
+    if nets.iter().any(|n| n.prefix_len() == 0) {
+        nets.clear();
+    }
+    nets
+}

@@ -1,0 +1,264 @@
+//! The cluster store: the latest version of every watched object, and the set of services
+//! touched since the change set was last taken.
+
+use crate::objects::{KubeObject, ObjectKind, ObjectRef};
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// A namespace and a name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NamespacedName {
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+impl NamespacedName {
+    /// Builds a namespaced name.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        NamespacedName {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for NamespacedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A change to the store, as a source reports it.
+#[derive(Debug, Clone)]
+pub enum StoreEvent {
+    /// An object was added or updated.
+    Apply(KubeObject),
+    /// An object was deleted.
+    Delete(ObjectRef),
+    /// Every object of this kind is replaced by this list (a fresh list after a relist).
+    Replace(ObjectKind, Vec<KubeObject>),
+}
+
+/// What changed since the last call to [`ClusterStore::take_changes`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreChanges {
+    /// Services whose Service object or EndpointSlices changed.
+    pub services: BTreeSet<NamespacedName>,
+    /// Whether the local Node changed (labels or addresses); modes re-render everything.
+    pub node: bool,
+    /// Number of Service object changes (for metrics).
+    pub service_changes: u64,
+    /// Number of EndpointSlice changes (for metrics).
+    pub endpoint_changes: u64,
+}
+
+/// The latest Services, EndpointSlices and local Node, indexed by service.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterStore {
+    services: BTreeMap<NamespacedName, Service>,
+    slices: HashMap<NamespacedName, BTreeMap<String, EndpointSlice>>,
+    slice_owner: HashMap<NamespacedName, NamespacedName>,
+    unowned_slices: BTreeSet<NamespacedName>,
+    node: Option<Node>,
+    changes: StoreChanges,
+}
+
+impl ClusterStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        ClusterStore::default()
+    }
+
+    /// Builds a store from a list of objects (a manifest).
+    pub fn from_objects(objects: impl IntoIterator<Item = KubeObject>) -> Self {
+        let mut store = ClusterStore::new();
+        for object in objects {
+            store.apply(StoreEvent::Apply(object));
+        }
+        store
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, event: StoreEvent) {
+        match event {
+            StoreEvent::Apply(object) => self.upsert(object),
+            StoreEvent::Delete(object_ref) => self.delete(&object_ref),
+            StoreEvent::Replace(kind, objects) => self.replace(kind, objects),
+        }
+    }
+
+    fn upsert(&mut self, object: KubeObject) {
+        match object {
+            KubeObject::Service(service) => {
+                let key = meta_key(&service.metadata);
+                if self.services.get(&key) != Some(&service) {
+                    self.changes.service_changes += 1;
+                    self.changes.services.insert(key.clone());
+                    self.services.insert(key, *service);
+                }
+            }
+            KubeObject::EndpointSlice(slice) => self.upsert_slice(*slice),
+            KubeObject::Node(node) => {
+                if self.node.as_ref() != Some(&node) {
+                    self.node = Some(*node);
+                    self.changes.node = true;
+                }
+            }
+        }
+    }
+
+    fn upsert_slice(&mut self, slice: EndpointSlice) {
+        let key = meta_key(&slice.metadata);
+        let owner = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(SERVICE_NAME_LABEL))
+            .map(|service| NamespacedName::new(key.namespace.clone(), service.clone()));
+        let unchanged = self
+            .slice_owner
+            .get(&key)
+            .and_then(|o| self.slices.get(o))
+            .and_then(|slices| slices.get(&key.name))
+            .is_some_and(|old| *old == slice);
+        if unchanged {
+            return;
+        }
+        self.remove_slice(&key);
+        match owner {
+            Some(owner) => {
+                self.changes.endpoint_changes += 1;
+                self.changes.services.insert(owner.clone());
+                self.slices
+                    .entry(owner.clone())
+                    .or_default()
+                    .insert(key.name.clone(), slice);
+                self.slice_owner.insert(key, owner);
+            }
+            None => {
+                self.unowned_slices.insert(key);
+            }
+        }
+    }
+
+    fn remove_slice(&mut self, key: &NamespacedName) {
+        self.unowned_slices.remove(key);
+        if let Some(owner) = self.slice_owner.remove(key) {
+            if let Some(slices) = self.slices.get_mut(&owner) {
+                slices.remove(&key.name);
+                if slices.is_empty() {
+                    self.slices.remove(&owner);
+                }
+            }
+            self.changes.endpoint_changes += 1;
+            self.changes.services.insert(owner);
+        }
+    }
+
+    fn delete(&mut self, object_ref: &ObjectRef) {
+        let key = NamespacedName::new(object_ref.namespace.clone(), object_ref.name.clone());
+        match object_ref.kind {
+            ObjectKind::Service => {
+                if self.services.remove(&key).is_some() {
+                    self.changes.service_changes += 1;
+                    self.changes.services.insert(key);
+                }
+            }
+            ObjectKind::EndpointSlice => self.remove_slice(&key),
+            ObjectKind::Node => {
+                if self.node.take().is_some() {
+                    self.changes.node = true;
+                }
+            }
+        }
+    }
+
+    fn replace(&mut self, kind: ObjectKind, objects: Vec<KubeObject>) {
+        let fresh: BTreeSet<ObjectRef> = objects.iter().map(KubeObject::object_ref).collect();
+        let stale: Vec<ObjectRef> = self
+            .object_refs(kind)
+            .into_iter()
+            .filter(|r| !fresh.contains(r))
+            .collect();
+        for object_ref in stale {
+            self.delete(&object_ref);
+        }
+        for object in objects {
+            self.upsert(object);
+        }
+    }
+
+    fn object_refs(&self, kind: ObjectKind) -> Vec<ObjectRef> {
+        let to_ref = |key: &NamespacedName| ObjectRef {
+            kind,
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+        };
+        match kind {
+            ObjectKind::Service => self.services.keys().map(to_ref).collect(),
+            ObjectKind::EndpointSlice => self
+                .slice_owner
+                .keys()
+                .chain(self.unowned_slices.iter())
+                .map(to_ref)
+                .collect(),
+            ObjectKind::Node => self
+                .node
+                .iter()
+                .map(|n| ObjectRef {
+                    kind,
+                    namespace: String::new(),
+                    name: n.metadata.name.clone().unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Returns what changed since the last call, and starts a new change set.
+    pub fn take_changes(&mut self) -> StoreChanges {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The Service with this name.
+    pub fn service(&self, key: &NamespacedName) -> Option<&Service> {
+        self.services.get(key)
+    }
+
+    /// All Services, in namespace/name order.
+    pub fn services(&self) -> impl Iterator<Item = (&NamespacedName, &Service)> {
+        self.services.iter()
+    }
+
+    /// The EndpointSlices of a service, in slice-name order.
+    pub fn slices_of(&self, service: &NamespacedName) -> impl Iterator<Item = &EndpointSlice> {
+        self.slices.get(service).into_iter().flat_map(|s| s.values())
+    }
+
+    /// EndpointSlices without the service-name label (they are ignored, and reported).
+    pub fn unowned_slices(&self) -> impl Iterator<Item = &NamespacedName> {
+        self.unowned_slices.iter()
+    }
+
+    /// The local Node, when the source has seen it.
+    pub fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    /// Number of Services held.
+    pub fn service_count(&self) -> usize {
+        self.services.len()
+    }
+}
+
+fn meta_key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> NamespacedName {
+    NamespacedName::new(
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
