@@ -1,1 +1,36 @@
-//! kproxy-ipvs (placeholder)
+//! The kernel side of kproxy's ipvs mode.
+//!
+//! - [`IpvsHandle`]: read and change the IPVS table. [`NetlinkIpvs`] talks
+//!   generic netlink to the kernel (the message encoding is pure and unit
+//!   tested); [`FakeIpvs`] answers like the kernel, in memory.
+//! - [`plan()`]: the pure diff from the table as it is to the table a mode
+//!   wants, as a list of [`IpvsOp`], with graceful termination of real servers
+//!   ([`graceful`]).
+//! - [`ipset`]: `ipset restore` text for kube-proxy's sets, and a runner.
+//! - [`link`] and [`sysctl`]: the `kube-ipvs0` dummy interface and the
+//!   sysctls IPVS mode needs.
+//!
+//! Tests that need the kernel run in a User-Mode Linux guest:
+//! `tools/ipvs-vm/test`.
+
+mod error;
+mod fake;
+pub mod graceful;
+mod handle;
+mod netlink;
+mod netlink_handle;
+mod ops;
+mod plan;
+mod types;
+
+pub use error::{Error, Result};
+pub use fake::FakeIpvs;
+pub use graceful::{DrainPolicy, Draining};
+pub use handle::IpvsHandle;
+pub use netlink_handle::NetlinkIpvs;
+pub use ops::{Failure, IpvsOp};
+pub use plan::{plan, DesiredService, Plan, PlanOptions};
+pub use types::{
+    ConnectionCounts, Destination, ForwardMethod, Persistence, Protocol, RealServer, RealServerKey,
+    SchedFlags, Scheduler, ServiceKey, ServiceState, VirtualServer,
+};

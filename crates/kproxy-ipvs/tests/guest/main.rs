@@ -1,0 +1,5 @@
+//! Tests against a real IPVS kernel. They are `#[ignore]`d on the host;
+//! `tools/ipvs-vm/test` runs them inside the UML guest (`IPVS_VM=1`).
+
+mod gate;
+mod netlink;
