@@ -17,10 +17,14 @@ mod error;
 mod fake;
 pub mod graceful;
 mod handle;
+pub mod ipset;
+pub mod link;
 mod netlink;
 mod netlink_handle;
 mod ops;
 mod plan;
+pub mod sysctl;
+mod tool;
 mod types;
 
 pub use error::{Error, Result};
