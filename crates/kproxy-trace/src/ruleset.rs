@@ -1,0 +1,264 @@
+//! The parsed ruleset: tables of chains of rules, indexed by chain name.
+
+use crate::matches::Match;
+use crate::targets::Target;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// An iptables table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableKind {
+    /// `raw`: before connection tracking.
+    Raw,
+    /// `mangle`: packet alteration.
+    Mangle,
+    /// `nat`: consulted for the first packet of a connection only.
+    Nat,
+    /// `filter`: the verdict table.
+    Filter,
+    /// `security`: SELinux marks; parsed but not simulated.
+    Security,
+}
+
+impl TableKind {
+    /// Every table, in the order `iptables-save` prints them does not matter; this is a fixed order.
+    pub const ALL: [TableKind; 5] = [
+        TableKind::Raw,
+        TableKind::Mangle,
+        TableKind::Nat,
+        TableKind::Filter,
+        TableKind::Security,
+    ];
+
+    /// The table's name as written after `*`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TableKind::Raw => "raw",
+            TableKind::Mangle => "mangle",
+            TableKind::Nat => "nat",
+            TableKind::Filter => "filter",
+            TableKind::Security => "security",
+        }
+    }
+
+    /// Looks a table up by name.
+    pub fn from_name(name: &str) -> Option<TableKind> {
+        TableKind::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+impl fmt::Display for TableKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The default verdict of a built-in chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Policy {
+    /// `ACCEPT`
+    Accept,
+    /// `DROP`
+    Drop,
+}
+
+/// One rule: where it came from, what it matches and what it does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// 1-based line number in the parsed text (0 for rules the tracer adds itself).
+    pub line: usize,
+    /// The rule as written, starting with `-A CHAIN`.
+    pub text: Box<str>,
+    /// The match conditions, in order.
+    pub matches: Vec<Match>,
+    /// What happens when every match holds.
+    pub target: Target,
+}
+
+impl Rule {
+    /// Descriptions of the parts of this rule kproxy does not understand (empty if none).
+    pub fn unknown_parts(&self) -> Vec<String> {
+        let mut parts: Vec<String> = self
+            .matches
+            .iter()
+            .filter_map(|m| match m {
+                Match::Unknown { module, reason } => Some(format!("match {module}: {reason}")),
+                _ => None,
+            })
+            .collect();
+        if let Target::Unknown { name, .. } = &self.target {
+            parts.push(format!("target {name}"));
+        }
+        parts
+    }
+
+    /// The value of `-m comment --comment`, if the rule has one.
+    pub fn comment(&self) -> Option<&str> {
+        self.matches.iter().find_map(|m| match m {
+            Match::Comment(c) => Some(&**c),
+            _ => None,
+        })
+    }
+}
+
+/// A chain and its rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chain {
+    /// The chain's name.
+    pub name: String,
+    /// The policy for built-in chains; `None` for user chains (and `-` in restore text).
+    pub policy: Option<Policy>,
+    /// The rules, in order.
+    pub rules: Vec<Rule>,
+}
+
+/// One table's chains, indexed by name.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Table {
+    chains: Vec<Chain>,
+    index: HashMap<String, usize>,
+}
+
+impl Table {
+    /// Looks a chain up by name.
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.index.get(name).map(|&i| &self.chains[i])
+    }
+
+    /// The chains in declaration order.
+    pub fn chains(&self) -> &[Chain] {
+        &self.chains
+    }
+
+    pub(crate) fn chains_mut(&mut self) -> &mut [Chain] {
+        &mut self.chains
+    }
+
+    pub(crate) fn chain_mut(&mut self, name: &str) -> Option<&mut Chain> {
+        self.index.get(name).map(|&i| &mut self.chains[i])
+    }
+
+    /// Declares `name` (or flushes it if it exists), as a `:NAME` line does.
+    pub(crate) fn declare(&mut self, name: &str, policy: Option<Policy>) {
+        match self.chain_mut(name) {
+            Some(chain) => {
+                chain.rules.clear();
+                chain.policy = policy.or(chain.policy);
+            }
+            None => {
+                self.index.insert(name.to_string(), self.chains.len());
+                self.chains.push(Chain {
+                    name: name.to_string(),
+                    policy,
+                    rules: Vec::new(),
+                });
+            }
+        }
+    }
+
+    /// Deletes a chain, as `-X NAME` does.
+    pub(crate) fn delete(&mut self, name: &str) {
+        if let Some(i) = self.index.remove(name) {
+            self.chains.remove(i);
+            for slot in self.index.values_mut() {
+                if *slot > i {
+                    *slot -= 1;
+                }
+            }
+        }
+    }
+}
+
+/// A rule kproxy parsed but does not fully understand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnknownRule {
+    /// The table holding the rule.
+    pub table: TableKind,
+    /// The chain holding the rule.
+    pub chain: String,
+    /// The rule's line number in the parsed text.
+    pub line: usize,
+    /// The rule as written.
+    pub text: String,
+    /// What was not understood.
+    pub parts: Vec<String>,
+}
+
+/// The rules of one IP family: every table that the text declared.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Ruleset {
+    tables: HashMap<TableKind, Table>,
+}
+
+impl Ruleset {
+    /// A table, if the text declared it.
+    pub fn table(&self, kind: TableKind) -> Option<&Table> {
+        self.tables.get(&kind)
+    }
+
+    /// Looks a chain up in a table.
+    pub fn chain(&self, kind: TableKind, name: &str) -> Option<&Chain> {
+        self.table(kind).and_then(|t| t.chain(name))
+    }
+
+    pub(crate) fn table_mut(&mut self, kind: TableKind) -> &mut Table {
+        self.tables.entry(kind).or_default()
+    }
+
+    /// Every rule with a match module, option or target kproxy does not know.
+    pub fn unknown_rules(&self) -> Vec<UnknownRule> {
+        let mut found = Vec::new();
+        for kind in TableKind::ALL {
+            let Some(table) = self.table(kind) else {
+                continue;
+            };
+            for chain in table.chains() {
+                for rule in &chain.rules {
+                    let parts = rule.unknown_parts();
+                    if !parts.is_empty() {
+                        found.push(UnknownRule {
+                            table: kind,
+                            chain: chain.name.clone(),
+                            line: rule.line,
+                            text: rule.text.to_string(),
+                            parts,
+                        });
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// The number of rules over all tables.
+    pub fn rule_count(&self) -> usize {
+        self.tables
+            .values()
+            .flat_map(|t| t.chains())
+            .map(|c| c.rules.len())
+            .sum()
+    }
+}
+
+/// The IPv4 and IPv6 rulesets of one node, as a combined dump holds them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DualStackRuleset {
+    /// What `iptables-save` printed.
+    pub ipv4: Ruleset,
+    /// What `ip6tables-save` printed (empty if the dump had no IPv6 part).
+    pub ipv6: Ruleset,
+}
+
+impl DualStackRuleset {
+    /// The ruleset of `addr`'s family.
+    pub fn for_addr(&self, addr: IpAddr) -> &Ruleset {
+        if addr.is_ipv4() {
+            &self.ipv4
+        } else {
+            &self.ipv6
+        }
+    }
+}
