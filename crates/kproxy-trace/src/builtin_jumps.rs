@@ -126,11 +126,12 @@ fn needs_jumps(ruleset: &Ruleset, table: TableKind) -> bool {
     let Some(t) = ruleset.table(table) else {
         return false;
     };
-    t.chain("KUBE-SERVICES").is_some() && !BUILTIN.iter().filter_map(|b| t.chain(b)).any(|chain| {
-        chain.rules.iter().any(
+    t.chain("KUBE-SERVICES").is_some()
+        && !BUILTIN.iter().filter_map(|b| t.chain(b)).any(|chain| {
+            chain.rules.iter().any(
             |r| matches!(&r.target, Target::Jump(n) | Target::Goto(n) if &**n == "KUBE-SERVICES"),
         )
-    })
+        })
 }
 
 fn jump_rule(chain: &str, args: &str) -> Option<Rule> {

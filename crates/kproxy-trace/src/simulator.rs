@@ -174,7 +174,8 @@ impl<'r> Tracer<'r> {
         for &table in tables {
             let chain = self.ruleset.chain(table, hook.chain());
             let added = self.added.for_chain(table, hook.chain());
-            if chain.is_none() && added.is_empty() {
+            let idle = chain.is_none_or(|c| c.rules.is_empty() && c.policy != Some(Policy::Drop));
+            if idle && added.is_empty() {
                 continue;
             }
             let rules = chain.map_or(&[][..], |c| c.rules.as_slice());
