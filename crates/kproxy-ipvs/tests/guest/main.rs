@@ -3,3 +3,5 @@
 
 mod gate;
 mod netlink;
+mod scale;
+mod traffic;
