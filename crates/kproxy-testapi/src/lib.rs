@@ -1,0 +1,31 @@
+//! An in-process fake kube-apiserver for kproxy's tests and scale harness.
+//!
+//! [`FakeApiServer`] serves Services, EndpointSlices and Nodes over plain HTTP on
+//! `127.0.0.1` with the real list/watch protocol: list responses carry
+//! `metadata.resourceVersion`; `?watch=1&resourceVersion=N` streams newline-delimited
+//! `ADDED`/`MODIFIED`/`DELETED`/`BOOKMARK`/`ERROR` events; label and field selectors filter
+//! both (an object relabelled out of a selection is a `DELETED` for its watchers); a
+//! resourceVersion older than the compaction point gets an `ERROR` event carrying a `410`
+//! Status. The test drives the cluster and the weather: [`FakeApiServer::apply`],
+//! [`FakeApiServer::delete`], [`FakeApiServer::compact`], [`FakeApiServer::send_bookmarks`],
+//! [`FakeApiServer::drop_watches`], [`FakeApiServer::stop`] and [`FakeApiServer::restart`].
+//!
+//! Not served: writes over HTTP, pagination (`limit` is ignored and the whole list returned,
+//! which the protocol allows), streaming lists (`sendInitialEvents`), protobuf.
+
+mod filter;
+mod history;
+mod http;
+pub mod kubeconfig;
+pub mod query;
+pub mod resource;
+pub mod selector;
+mod server;
+mod shared;
+mod watch;
+
+pub use history::ApplyError;
+pub use kubeconfig::kubeconfig_yaml;
+pub use resource::ResourceType;
+pub use server::{FakeApiError, FakeApiServer};
+pub use shared::RecordedRequest;
