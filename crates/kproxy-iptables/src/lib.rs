@@ -1,1 +1,19 @@
-//! kproxy-iptables (placeholder)
+//! kproxy's iptables mode: renders the service model into `iptables-restore` input that is
+//! rule-for-rule what upstream kube-proxy writes, and keeps track of what the kernel holds
+//! so later syncs write only what changed. Pure: no I/O; the kernel runner lives in the
+//! node agent.
+
+pub mod canonical;
+pub mod chain_name;
+pub mod fake;
+pub mod jumps;
+pub mod probability;
+pub mod proxier;
+pub mod rule;
+pub mod service;
+pub mod settings;
+
+pub use chain_name::{endpoint_chain, hash16, is_service_chain, ServiceChains};
+pub use jumps::{jump_rules, JumpRule};
+pub use proxier::{IptablesProxier, SyncPlan};
+pub use settings::{mark_for_bit, IptablesSettings, LocalDetector};
