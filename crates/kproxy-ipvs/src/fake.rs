@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::handle::IpvsHandle;
 use crate::ops::{Failure, IpvsOp};
 use crate::types::{
-    ConnectionCounts, Destination, RealServerKey, Scheduler, ServiceKey, VirtualServer,
+    ConnectionCounts, Destination, RealServerKey, Scheduler, ServiceKey, Timeouts, VirtualServer,
 };
 
 /// Scheduler modules the fake kernel has.
@@ -20,6 +20,8 @@ pub struct FakeIpvs {
     services: BTreeMap<ServiceKey, FakeService>,
     /// Every operation applied successfully, in order.
     pub applied: Vec<IpvsOp>,
+    /// The timeouts in force (the kernel's defaults to start with).
+    pub timeouts: Timeouts,
 }
 
 #[derive(Debug, Clone)]
@@ -36,9 +38,16 @@ fn refuse(op: &IpvsOp, errno: i32) -> Error {
 }
 
 impl FakeIpvs {
-    /// An empty table.
+    /// An empty table with the kernel's default timeouts.
     pub fn new() -> FakeIpvs {
-        FakeIpvs::default()
+        FakeIpvs {
+            timeouts: Timeouts {
+                tcp_secs: 900,
+                tcp_fin_secs: 120,
+                udp_secs: 300,
+            },
+            ..FakeIpvs::default()
+        }
     }
 
     /// Sets the connection counts the kernel would report for a real server.
@@ -152,6 +161,16 @@ impl IpvsHandle for FakeIpvs {
 
     fn flush(&mut self) -> Result<()> {
         self.services.clear();
+        Ok(())
+    }
+
+    fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()> {
+        let keep = |new: u32, old: u32| if new == 0 { old } else { new };
+        self.timeouts = Timeouts {
+            tcp_secs: keep(timeouts.tcp_secs, self.timeouts.tcp_secs),
+            tcp_fin_secs: keep(timeouts.tcp_fin_secs, self.timeouts.tcp_fin_secs),
+            udp_secs: keep(timeouts.udp_secs, self.timeouts.udp_secs),
+        };
         Ok(())
     }
 }

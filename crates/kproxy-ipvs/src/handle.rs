@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::ops::{Failure, IpvsOp};
-use crate::types::{Destination, ServiceKey, ServiceState, VirtualServer};
+use crate::types::{Destination, ServiceKey, ServiceState, Timeouts, VirtualServer};
 
 /// Reads and changes an IPVS table (the kernel's, or a fake's).
 pub trait IpvsHandle {
@@ -18,6 +18,9 @@ pub trait IpvsHandle {
 
     /// Deletes every virtual server.
     fn flush(&mut self) -> Result<()>;
+
+    /// Sets the connection timeouts; zero fields keep their current value.
+    fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()>;
 
     /// Applies one operation; the kernel's refusal is the error.
     fn apply_one(&mut self, op: IpvsOp) -> Result<()> {

@@ -36,5 +36,5 @@ pub use ops::{Failure, IpvsOp};
 pub use plan::{plan, DesiredService, Plan, PlanOptions};
 pub use types::{
     ConnectionCounts, Destination, ForwardMethod, Persistence, Protocol, RealServer, RealServerKey,
-    SchedFlags, Scheduler, ServiceKey, ServiceState, VirtualServer,
+    SchedFlags, Scheduler, ServiceKey, ServiceState, Timeouts, VirtualServer,
 };

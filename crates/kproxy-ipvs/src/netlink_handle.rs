@@ -5,7 +5,7 @@ use crate::handle::IpvsHandle;
 use crate::netlink::codec::{self, Request, IPVS_FAMILY_NAME};
 use crate::netlink::socket::GenlSocket;
 use crate::ops::{Failure, IpvsOp};
-use crate::types::{Destination, ServiceKey, VirtualServer};
+use crate::types::{Destination, ServiceKey, Timeouts, VirtualServer};
 
 /// Requests sent in one `sendto`: their error replies must fit the receive buffer.
 const BATCH: usize = 512;
@@ -31,6 +31,21 @@ impl NetlinkIpvs {
         let attrs = replies.first().ok_or(Error::NoIpvs)?;
         let family = codec::family_id(attrs)?;
         Ok(NetlinkIpvs { socket, family })
+    }
+}
+
+impl NetlinkIpvs {
+    /// Sends one acknowledged request; the kernel's refusal is the error.
+    fn request(&mut self, req: &Request<'_>, what: &str) -> Result<()> {
+        let seq = self.socket.seq();
+        let msg = codec::encode(self.family, seq, req, true);
+        match self.socket.execute(&msg, seq, seq)?.first() {
+            Some(&(_, errno)) => Err(Error::Kernel {
+                request: what.to_string(),
+                errno,
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -100,14 +115,10 @@ impl IpvsHandle for NetlinkIpvs {
     }
 
     fn flush(&mut self) -> Result<()> {
-        let seq = self.socket.seq();
-        let msg = codec::encode(self.family, seq, &Request::Flush, true);
-        match self.socket.execute(&msg, seq, seq)?.first() {
-            Some(&(_, errno)) => Err(Error::Kernel {
-                request: "flush IPVS services".into(),
-                errno,
-            }),
-            None => Ok(()),
-        }
+        self.request(&Request::Flush, "flush IPVS services")
+    }
+
+    fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()> {
+        self.request(&Request::SetTimeouts(timeouts), "set IPVS timeouts")
     }
 }

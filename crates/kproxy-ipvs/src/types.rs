@@ -257,6 +257,17 @@ pub struct Destination {
     pub connections: ConnectionCounts,
 }
 
+/// IPVS connection timeouts in seconds (`ipvsadm --set`); 0 keeps the current value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timeouts {
+    /// Established TCP connections.
+    pub tcp_secs: u32,
+    /// TCP connections after a FIN.
+    pub tcp_fin_secs: u32,
+    /// UDP.
+    pub udp_secs: u32,
+}
+
 /// A virtual server with its real servers, as read back from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceState {

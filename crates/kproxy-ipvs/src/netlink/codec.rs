@@ -8,7 +8,7 @@ use super::wire::{attrs, Attr, GenlMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST
 use crate::error::{Error, Result};
 use crate::types::{
     ConnectionCounts, Destination, ForwardMethod, Persistence, Protocol, RealServer, RealServerKey,
-    SchedFlags, Scheduler, ServiceKey, VirtualServer,
+    SchedFlags, Scheduler, ServiceKey, Timeouts, VirtualServer,
 };
 
 /// The generic netlink controller's fixed family id (`GENL_ID_CTRL`).
@@ -28,10 +28,14 @@ const CMD_NEW_DEST: u8 = 5;
 const CMD_SET_DEST: u8 = 6;
 const CMD_DEL_DEST: u8 = 7;
 const CMD_GET_DEST: u8 = 8;
+const CMD_SET_CONFIG: u8 = 12;
 const CMD_FLUSH: u8 = 17;
 
 const CMD_ATTR_SERVICE: u16 = 1;
 const CMD_ATTR_DEST: u16 = 2;
+const CMD_ATTR_TIMEOUT_TCP: u16 = 4;
+const CMD_ATTR_TIMEOUT_TCP_FIN: u16 = 5;
+const CMD_ATTR_TIMEOUT_UDP: u16 = 6;
 
 const SVC_ATTR_AF: u16 = 1;
 const SVC_ATTR_PROTOCOL: u16 = 2;
@@ -81,6 +85,8 @@ pub(crate) enum Request<'a> {
     DumpDests(&'a ServiceKey),
     /// `IPVS_CMD_FLUSH`: delete every service.
     Flush,
+    /// `IPVS_CMD_SET_CONFIG`: connection timeouts.
+    SetTimeouts(Timeouts),
 }
 
 /// The generic netlink message asking the controller for `name`'s family id.
@@ -121,6 +127,7 @@ pub(crate) fn encode(family: u16, seq: u32, req: &Request<'_>, ack: bool) -> Vec
         Request::DelDest(..) => (CMD_DEL_DEST, ack),
         Request::DumpDests(_) => (CMD_GET_DEST, NLM_F_DUMP),
         Request::Flush => (CMD_FLUSH, ack),
+        Request::SetTimeouts(_) => (CMD_SET_CONFIG, ack),
     };
     let mut m = GenlMessage::new(family, NLM_F_REQUEST | flags, seq, cmd, IPVS_GENL_VERSION);
     match req {
@@ -135,6 +142,11 @@ pub(crate) fn encode(family: u16, seq: u32, req: &Request<'_>, ack: bool) -> Vec
             m.begin_nest(CMD_ATTR_DEST);
             put_dest_key(&mut m, rs);
             m.end_nest();
+        }
+        Request::SetTimeouts(t) => {
+            m.put_u32(CMD_ATTR_TIMEOUT_TCP, t.tcp_secs)
+                .put_u32(CMD_ATTR_TIMEOUT_TCP_FIN, t.tcp_fin_secs)
+                .put_u32(CMD_ATTR_TIMEOUT_UDP, t.udp_secs);
         }
         Request::DumpServices | Request::Flush => {}
     }

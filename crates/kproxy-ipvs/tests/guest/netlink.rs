@@ -5,7 +5,7 @@ use std::process::Command;
 
 use kproxy_ipvs::{
     ForwardMethod, IpvsHandle, IpvsOp, NetlinkIpvs, Persistence, Protocol, RealServer, SchedFlags,
-    Scheduler, ServiceKey, VirtualServer,
+    Scheduler, ServiceKey, Timeouts, VirtualServer,
 };
 
 use crate::gate::in_guest;
@@ -154,4 +154,28 @@ fn services_and_destinations_round_trip_through_the_kernel() {
     assert!(k.apply_one(IpvsOp::AddService(bogus)).is_err());
     k.flush().expect("flush");
     assert!(k.services().expect("list").is_empty());
+}
+
+#[test]
+#[ignore = "needs the IPVS guest kernel: tools/ipvs-vm/test"]
+fn timeouts_are_set_and_zero_keeps_the_current_value() {
+    if !in_guest("timeouts_are_set_and_zero_keeps_the_current_value") {
+        return;
+    }
+    let mut k = NetlinkIpvs::connect().expect("resolve the IPVS family");
+    let set = |tcp_secs, tcp_fin_secs, udp_secs| Timeouts {
+        tcp_secs,
+        tcp_fin_secs,
+        udp_secs,
+    };
+    k.set_timeouts(set(901, 121, 301)).expect("set timeouts");
+    k.set_timeouts(set(0, 0, 77)).expect("set udp only");
+    let out = Command::new("ipvsadm")
+        .args(["-Ln", "--timeout"])
+        .output()
+        .expect("ipvsadm");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), "Timeout (tcp tcpfin udp): 901 121 77");
+    k.set_timeouts(set(900, 120, 300))
+        .expect("restore defaults");
 }

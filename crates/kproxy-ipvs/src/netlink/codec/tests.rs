@@ -200,3 +200,20 @@ fn firewall_mark_services_are_skipped_not_errors() {
         .end_nest();
     assert_eq!(decode_service(body(&m.finish())).unwrap(), None);
 }
+
+#[test]
+fn timeouts_go_as_top_level_attributes_of_set_config() {
+    let t = Timeouts {
+        tcp_secs: 900,
+        tcp_fin_secs: 0,
+        udp_secs: 300,
+    };
+    let bytes = encode(0x22, 1, &Request::SetTimeouts(t), true);
+    assert_eq!(bytes[16], CMD_SET_CONFIG);
+    let got: Vec<(u16, u32)> = attrs(body(&bytes))
+        .unwrap()
+        .iter()
+        .map(|a| (a.ty, a.u32().unwrap()))
+        .collect();
+    assert_eq!(got, vec![(4, 900), (5, 0), (6, 300)]);
+}
