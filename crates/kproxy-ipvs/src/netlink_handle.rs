@@ -7,8 +7,9 @@ use crate::netlink::socket::GenlSocket;
 use crate::ops::{Failure, IpvsOp};
 use crate::types::{Destination, ServiceKey, Timeouts, VirtualServer};
 
-/// Requests sent in one `sendto`: their error replies must fit the receive buffer.
-const BATCH: usize = 512;
+/// Requests sent in one `sendto`. If all of them fail, their error replies
+/// (one small datagram each, ~1 KiB of socket memory) must fit the receive buffer.
+const BATCH: usize = 128;
 
 /// The kernel's IPVS table, reached over a generic netlink socket.
 #[derive(Debug)]

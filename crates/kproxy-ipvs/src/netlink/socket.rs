@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 const SOL_NETLINK: libc::c_int = 270;
 /// `NETLINK_CAP_ACK`: error replies carry only the failed request's header.
 const NETLINK_CAP_ACK: libc::c_int = 10;
+/// Receive buffer asked for (as root, past `rmem_max`), for runs of error replies.
+const SOCKET_RCVBUF: libc::c_int = 4 * 1024 * 1024;
 /// Receive buffer for one `recv`; a dump part or a run of error replies fits.
 const RECV_BUF: usize = 256 * 1024;
 
@@ -23,6 +25,20 @@ pub(crate) struct GenlSocket {
 
 fn last_os_error(context: &str) -> Error {
     Error::io(context, io::Error::last_os_error())
+}
+
+/// Sets an `int` socket option, ignoring failure.
+fn set_int_option(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
+    // SAFETY: a c_int option value of the right size on a valid socket.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            std::ptr::addr_of!(value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 impl GenlSocket {
@@ -50,17 +66,10 @@ impl GenlSocket {
         if rc < 0 {
             return Err(last_os_error("bind the generic netlink socket"));
         }
-        let one: libc::c_int = 1;
-        // SAFETY: a c_int option value of the right size. Failure only makes error replies longer.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                SOL_NETLINK,
-                NETLINK_CAP_ACK,
-                std::ptr::addr_of!(one).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+        // Both options are optimisations: without them replies are longer
+        // and the buffer smaller, and a full buffer is an ENOBUFS error.
+        set_int_option(&fd, SOL_NETLINK, NETLINK_CAP_ACK, 1);
+        set_int_option(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_RCVBUF);
         Ok(GenlSocket {
             fd,
             next_seq: 1,

@@ -149,6 +149,18 @@ fn services_and_destinations_round_trip_through_the_kernel() {
         .apply_one(IpvsOp::DeleteDestination(want[1].key, b.key))
         .expect_err("no such destination");
     assert!(missing.is_not_found(), "{missing}");
+    let duplicates: Vec<IpvsOp> = (0..600)
+        .map(|i| {
+            let rs = RealServer::new("10.244.9.9".parse().expect("ip"), 1000 + (i % 2));
+            IpvsOp::AddDestination(want[1].key, rs)
+        })
+        .collect();
+    let failures = k
+        .apply(&duplicates)
+        .expect("a batch with failures still completes");
+    assert_eq!(failures.len(), 598, "all but the first two are duplicates");
+    assert!(failures.iter().all(|f| f.error.is_exists()));
+    assert_eq!(failures[0].op, duplicates[2]);
     let mut bogus = VirtualServer::new(key("10.96.0.3", 1, Protocol::Tcp));
     bogus.scheduler = Scheduler::Other("no-such-scheduler".into());
     assert!(k.apply_one(IpvsOp::AddService(bogus)).is_err());
