@@ -152,10 +152,10 @@ impl FakeApiServer {
             .mutate(|history| ((), vec![LiveMessage::Bookmark(history.resource_version())]))
     }
 
-    /// Ends every open watch response (the connection stays usable); clients resume from
-    /// the last resourceVersion they saw.
+    /// Ends every open watch response once it has sent what was published before (the
+    /// connection stays usable); clients resume from the last resourceVersion they saw.
     pub fn drop_watches(&self) {
-        self.shared.hang_up_watches();
+        self.shared.mutate(|_| ((), vec![LiveMessage::HangUp]))
     }
 
     /// Every request received so far, in order.

@@ -5,7 +5,7 @@ use crate::history::{Change, History};
 use crate::resource::ResourceType;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 /// How many live messages a slow watcher may fall behind before its stream is ended (it
 /// then resumes from its last resourceVersion, as after any dropped watch).
@@ -18,6 +18,9 @@ pub(crate) enum LiveMessage {
     Change(Arc<Change>),
     /// Send a bookmark at this resourceVersion to watches that allow bookmarks.
     Bookmark(u64),
+    /// End the watch, after everything published before (so a bookmark sent just before
+    /// reaches the client first).
+    HangUp,
 }
 
 /// One request the server received, as tests inspect it.
@@ -49,7 +52,6 @@ impl RecordedRequest {
 pub(crate) struct Shared {
     history: Mutex<History>,
     live: broadcast::Sender<LiveMessage>,
-    hangup: watch::Sender<u64>,
     requests: Mutex<Vec<RecordedRequest>>,
     open_watches: AtomicUsize,
 }
@@ -59,7 +61,6 @@ impl Shared {
         Arc::new(Shared {
             history: Mutex::new(History::new()),
             live: broadcast::channel(LIVE_CAPACITY).0,
-            hangup: watch::channel(0).0,
             requests: Mutex::new(Vec::new()),
             open_watches: AtomicUsize::new(0),
         })
@@ -82,19 +83,14 @@ impl Shared {
     pub fn read_and_subscribe<T>(
         &self,
         f: impl FnOnce(&History) -> T,
-    ) -> (T, broadcast::Receiver<LiveMessage>, watch::Receiver<u64>) {
+    ) -> (T, broadcast::Receiver<LiveMessage>) {
         let history = lock(&self.history);
-        (f(&history), self.live.subscribe(), self.hangup.subscribe())
+        (f(&history), self.live.subscribe())
     }
 
     /// Reads the history.
     pub fn read<T>(&self, f: impl FnOnce(&History) -> T) -> T {
         f(&lock(&self.history))
-    }
-
-    /// Ends every open watch stream.
-    pub fn hang_up_watches(&self) {
-        self.hangup.send_modify(|generation| *generation += 1);
     }
 
     pub fn record(&self, request: RecordedRequest) {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 /// Where a watch starts.
@@ -34,7 +34,7 @@ pub(crate) fn start_watch(
     filter: Filter,
     options: WatchOptions,
 ) -> mpsc::Receiver<Bytes> {
-    let ((backlog, after), live, hangup) =
+    let ((backlog, after), live) =
         shared.read_and_subscribe(|history| backlog(history, &filter, options.start));
     let (lines, body) = mpsc::channel(64);
     let pump = Pump {
@@ -43,7 +43,6 @@ pub(crate) fn start_watch(
         bookmarks: options.bookmarks,
         deadline: options.timeout.map(|t| Instant::now() + t),
         live,
-        hangup,
         lines,
     };
     let guard = shared.watch_guard();
@@ -100,7 +99,6 @@ struct Pump {
     bookmarks: bool,
     deadline: Option<Instant>,
     live: broadcast::Receiver<LiveMessage>,
-    hangup: watch::Receiver<u64>,
     lines: mpsc::Sender<Bytes>,
 }
 
@@ -114,6 +112,7 @@ impl Pump {
         let Some(after) = self.after else { return };
         while let Some(message) = self.next_message().await {
             let event = match message {
+                LiveMessage::HangUp => return,
                 LiveMessage::Change(change) if change.resource_version > after => {
                     self.filter.event_for(&change)
                 }
@@ -130,13 +129,11 @@ impl Pump {
         }
     }
 
-    /// The next live message, or `None` when the stream should end: hung up, timed out,
-    /// client gone, or fallen too far behind (the client then resumes from its version).
+    /// The next live message, or `None` when the stream should end: timed out, client gone, or fallen too far behind (the client then resumes from its version).
     async fn next_message(&mut self) -> Option<LiveMessage> {
         let deadline = self.deadline;
         tokio::select! {
             biased;
-            _ = self.hangup.changed() => None,
             _ = self.lines.closed() => None,
             _ = until(deadline) => None,
             message = self.live.recv() => message.ok(),
