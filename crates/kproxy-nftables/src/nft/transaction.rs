@@ -1,0 +1,296 @@
+//! A transaction: operations on one table, collected in memory and rendered as one
+//! `nft -f -` batch that the kernel applies atomically.
+
+use super::objects::{Chain, Element, Family, Map, Object, Rule, Set, Table};
+use super::text::quote_comment;
+use std::fmt::Write;
+
+/// Names a table-level object that can be flushed or deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    /// The transaction's table.
+    Table,
+    /// A chain.
+    Chain(String),
+    /// A set.
+    Set(String),
+    /// A map.
+    Map(String),
+}
+
+/// One operation. Rules are only ever added: chains are flushed and refilled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// `add`: create unless it exists (elements: error if the key exists with another value).
+    Add(Object),
+    /// `create`: create, failing if it exists.
+    Create(Object),
+    /// `flush`: empty a table, chain, set or map.
+    Flush(Named),
+    /// `delete`: remove a table, chain, set or map.
+    Delete(Named),
+    /// `delete element`: remove one element.
+    DeleteElement(Element),
+}
+
+/// Operations on one table, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    family: Family,
+    table: String,
+    ops: Vec<Operation>,
+}
+
+impl Transaction {
+    /// An empty transaction on `family table`.
+    pub fn new(family: Family, table: impl Into<String>) -> Transaction {
+        Transaction {
+            family,
+            table: table.into(),
+            ops: Vec::new(),
+        }
+    }
+
+    /// The family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Appends any operation.
+    pub fn push(&mut self, op: Operation) {
+        self.ops.push(op);
+    }
+
+    /// Appends `add`.
+    pub fn add(&mut self, object: impl Into<Object>) {
+        self.ops.push(Operation::Add(object.into()));
+    }
+
+    /// Appends `flush`.
+    pub fn flush(&mut self, what: Named) {
+        self.ops.push(Operation::Flush(what));
+    }
+
+    /// Appends `delete`.
+    pub fn delete(&mut self, what: Named) {
+        self.ops.push(Operation::Delete(what));
+    }
+
+    /// Appends `delete element`.
+    pub fn delete_element(&mut self, element: Element) {
+        self.ops.push(Operation::DeleteElement(element));
+    }
+
+    /// Moves every operation of `other` (same table) to the end of this one.
+    pub fn append(&mut self, other: &mut Transaction) {
+        self.ops.append(&mut other.ops);
+    }
+
+    /// The operations.
+    pub fn operations(&self) -> &[Operation] {
+        &self.ops
+    }
+
+    /// Number of operations (what upstream's tests count).
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The `nft -f -` text, one operation per line.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for op in &self.ops {
+            self.render_op(op, &mut out);
+            out.push('\n');
+        }
+        out
+    }
+
+    fn prefix(&self, verb: &str, kind: &str) -> String {
+        format!("{verb} {kind} {} {}", self.family, self.table)
+    }
+
+    fn render_op(&self, op: &Operation, out: &mut String) {
+        match op {
+            Operation::Add(object) => out.push_str(&self.render_object("add", object)),
+            Operation::Create(object) => out.push_str(&self.render_object("create", object)),
+            Operation::Flush(named) => out.push_str(&self.render_named("flush", named)),
+            Operation::Delete(named) => out.push_str(&self.render_named("delete", named)),
+            Operation::DeleteElement(e) => {
+                let _ = write!(
+                    out,
+                    "{} {} {{ {} }}",
+                    self.prefix("delete", "element"),
+                    e.container,
+                    e.key
+                );
+            }
+        }
+    }
+
+    fn render_named(&self, verb: &str, named: &Named) -> String {
+        match named {
+            Named::Table => self.prefix(verb, "table"),
+            Named::Chain(name) => format!("{} {name}", self.prefix(verb, "chain")),
+            Named::Set(name) => format!("{} {name}", self.prefix(verb, "set")),
+            Named::Map(name) => format!("{} {name}", self.prefix(verb, "map")),
+        }
+    }
+
+    fn render_object(&self, verb: &str, object: &Object) -> String {
+        let head = self.prefix(verb, object.keyword());
+        match object {
+            Object::Table(t) => format!("{head}{}", table_body(t)),
+            Object::Chain(c) => format!("{head} {}{}", c.name, chain_body(c)),
+            Object::Rule(r) => format!("{head} {} {}", r.chain, rule_text(r)),
+            Object::Set(s) => format!("{head} {} {}", s.name, set_body(s)),
+            Object::Map(m) => format!("{head} {} {}", m.name, map_body(m)),
+            Object::Element(e) => format!("{head} {} {{ {} }}", e.container, element_text(e)),
+        }
+    }
+}
+
+fn table_body(table: &Table) -> String {
+    match &table.comment {
+        Some(c) => format!(" {{ comment {} ; }}", quote_comment(c)),
+        None => String::new(),
+    }
+}
+
+fn chain_body(chain: &Chain) -> String {
+    let mut parts = Vec::new();
+    if let Some(base) = &chain.base {
+        parts.push(format!(
+            "type {} hook {} priority {}",
+            base.kind.keyword(),
+            base.hook.keyword(),
+            base.priority
+        ));
+    }
+    if let Some(c) = &chain.comment {
+        parts.push(format!("comment {}", quote_comment(c)));
+    }
+    braced(&parts)
+}
+
+fn braced(parts: &[String]) -> String {
+    if parts.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(" {");
+    for part in parts {
+        let _ = write!(out, " {part} ;");
+    }
+    out.push_str(" }");
+    out
+}
+
+/// A rule's text after the chain name: body plus quoted comment.
+pub fn rule_text(rule: &Rule) -> String {
+    match &rule.comment {
+        Some(c) => format!("{} comment {}", rule.body, quote_comment(c)),
+        None => rule.body.clone(),
+    }
+}
+
+fn set_body(set: &Set) -> String {
+    let mut parts = vec![format!("type {}", set.key_type)];
+    if !set.flags.is_empty() {
+        parts.push(format!("flags {}", set.flags.join(",")));
+    }
+    if let Some(t) = set.timeout {
+        parts.push(format!("timeout {t}s"));
+    }
+    if let Some(c) = &set.comment {
+        parts.push(format!("comment {}", quote_comment(c)));
+    }
+    braced(&parts).trim_start().to_string()
+}
+
+fn map_body(map: &Map) -> String {
+    let mut parts = vec![format!("type {} : {}", map.key_type, map.value_type)];
+    if !map.flags.is_empty() {
+        parts.push(format!("flags {}", map.flags.join(",")));
+    }
+    if let Some(c) = &map.comment {
+        parts.push(format!("comment {}", quote_comment(c)));
+    }
+    braced(&parts).trim_start().to_string()
+}
+
+/// An element's text inside braces: key, quoted comment, then `: value`.
+pub fn element_text(e: &Element) -> String {
+    let mut out = e.key.clone();
+    if let Some(c) = &e.comment {
+        let _ = write!(out, " comment {}", quote_comment(c));
+    }
+    if let Some(v) = &e.value {
+        let _ = write!(out, " : {v}");
+    }
+    out
+}
+
+macro_rules! into_object {
+    ($($t:ident),*) => {$(
+        impl From<$t> for Object {
+            fn from(value: $t) -> Object {
+                Object::$t(value)
+            }
+        }
+    )*};
+}
+into_object!(Table, Chain, Rule, Set, Map, Element);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::objects::{BaseChain, ChainType, Hook};
+
+    #[test]
+    fn renders_upstream_spelling() {
+        let mut tx = Transaction::new(Family::Ip, "kube-proxy");
+        tx.add(Table {
+            comment: Some("rules for kube-proxy".into()),
+        });
+        tx.add(Chain {
+            name: "nat-prerouting".into(),
+            base: Some(BaseChain {
+                kind: ChainType::Nat,
+                hook: Hook::Prerouting,
+                priority: -100,
+            }),
+            comment: None,
+        });
+        tx.add(Set {
+            name: "affinity-X".into(),
+            key_type: "ipv4_addr".into(),
+            flags: vec!["dynamic".into(), "timeout".into()],
+            timeout: Some(10800),
+            comment: None,
+        });
+        tx.add(Element {
+            container: "no-endpoint-services".into(),
+            key: "172.30.0.46 . tcp . 80".into(),
+            comment: Some("ns6/svc6:p80".into()),
+            value: Some("goto reject-chain".into()),
+        });
+        tx.flush(Named::Chain("services".into()));
+        let expected = "add table ip kube-proxy { comment \"rules for kube-proxy\" ; }\n\
+add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100 ; }\n\
+add set ip kube-proxy affinity-X { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }\n\
+add element ip kube-proxy no-endpoint-services { 172.30.0.46 . tcp . 80 comment \"ns6/svc6:p80\" : goto reject-chain }\n\
+flush chain ip kube-proxy services\n";
+        assert_eq!(tx.render(), expected);
+        assert_eq!(tx.len(), 5);
+    }
+}
