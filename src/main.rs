@@ -1,2 +1,51 @@
-//! The kproxy binary.
-fn main() {}
+//! kproxy: a Kubernetes service proxy, a drop-in replacement for kube-proxy.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::process::ExitCode;
+
+/// kproxy: Kubernetes services on this node, in iptables, nftables or IPVS.
+#[derive(Debug, Parser)]
+#[command(name = "kproxy", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the iptables-restore input kproxy would apply for a cluster (no root needed).
+    Rules(cli::rules::RulesArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Rules(args) => match cli::rules::render(&args) {
+            Ok((text, warnings)) => {
+                for warning in warnings {
+                    eprintln!("warning: {warning}");
+                }
+                write_stdout(&text)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// Writes command output; a closed pipe (`| head`) is not an error.
+fn write_stdout(text: &str) -> ExitCode {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -87,7 +87,7 @@ pub fn jump_rules(family: IpFamily, localhost_node_ports: bool) -> Vec<JumpRule>
     ];
     if family == IpFamily::V4 && localhost_node_ports {
         rules.insert(0, jump("filter", "INPUT", "KUBE-FIREWALL", "", ""));
-        rules.push(jump("filter", "OUTPUT", "KUBE-FIREWALL", "", ""));
+        rules.insert(8, jump("filter", "OUTPUT", "KUBE-FIREWALL", "", ""));
     }
     rules
 }

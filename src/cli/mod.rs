@@ -1,0 +1,3 @@
+//! The subcommands of the kproxy binary.
+
+pub mod rules;
