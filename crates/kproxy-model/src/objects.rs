@@ -133,10 +133,11 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
     let mut manifest = Manifest::default();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let number = index + 1;
-        let value = serde_json::Value::deserialize(document).map_err(|e| ManifestError::Syntax {
-            document: number,
-            message: e.to_string(),
-        })?;
+        let value =
+            serde_json::Value::deserialize(document).map_err(|e| ManifestError::Syntax {
+                document: number,
+                message: e.to_string(),
+            })?;
         collect_document(value, number, &mut manifest)?;
     }
     Ok(manifest)

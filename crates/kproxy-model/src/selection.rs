@@ -98,7 +98,10 @@ impl TopologyHint<'_> {
     }
 }
 
-fn topology_hint<'a>(endpoints: &[Endpoint], topology: &'a NodeTopology) -> Option<TopologyHint<'a>> {
+fn topology_hint<'a>(
+    endpoints: &[Endpoint],
+    topology: &'a NodeTopology,
+) -> Option<TopologyHint<'a>> {
     let ready: Vec<&Endpoint> = endpoints.iter().filter(|ep| ep.ready).collect();
     if ready.is_empty() {
         return None;
@@ -106,13 +109,17 @@ fn topology_hint<'a>(endpoints: &[Endpoint], topology: &'a NodeTopology) -> Opti
     let node = topology.node_name.as_str();
     if !node.is_empty()
         && ready.iter().all(|ep| !ep.node_hints.is_empty())
-        && ready.iter().any(|ep| ep.node_hints.iter().any(|n| n == node))
+        && ready
+            .iter()
+            .any(|ep| ep.node_hints.iter().any(|n| n == node))
     {
         return Some(TopologyHint::SameNode(node));
     }
     let zone = topology.zone.as_deref()?;
     if ready.iter().all(|ep| !ep.zone_hints.is_empty())
-        && ready.iter().any(|ep| ep.zone_hints.iter().any(|z| z == zone))
+        && ready
+            .iter()
+            .any(|ep| ep.zone_hints.iter().any(|z| z == zone))
     {
         return Some(TopologyHint::SameZone(zone));
     }

@@ -210,7 +210,13 @@ impl ServiceCommon {
         }
     }
 
-    fn port(&self, name: ServicePortName, cluster_ip: IpAddr, port: u16, node_port: u16) -> ServicePort {
+    fn port(
+        &self,
+        name: ServicePortName,
+        cluster_ip: IpAddr,
+        port: u16,
+        node_port: u16,
+    ) -> ServicePort {
         ServicePort {
             name,
             port,
@@ -285,7 +291,10 @@ fn port_numbers(
         _ => {
             warnings.warn(
                 format!("spec.ports[{index}].port"),
-                format!("{} is not a valid port (1-65535); port skipped", api_port.port),
+                format!(
+                    "{} is not a valid port (1-65535); port skipped",
+                    api_port.port
+                ),
             );
             return None;
         }

@@ -237,7 +237,10 @@ impl ClusterStore {
 
     /// The EndpointSlices of a service, in slice-name order.
     pub fn slices_of(&self, service: &NamespacedName) -> impl Iterator<Item = &EndpointSlice> {
-        self.slices.get(service).into_iter().flat_map(|s| s.values())
+        self.slices
+            .get(service)
+            .into_iter()
+            .flat_map(|s| s.values())
     }
 
     /// EndpointSlices without the service-name label (they are ignored, and reported).
