@@ -138,10 +138,7 @@ fn jump_rule(chain: &str, args: &str) -> Option<Rule> {
     let mut words = Vec::new();
     tokenize_into(args, &mut words).ok()?;
     let (matches, target) = parse_rule(&words).ok()?;
-    Some(Rule {
-        line: 0,
-        text: format!("-A {chain} {args}").into(),
-        matches,
-        target,
-    })
+    let text = format!("-A {chain} {args}");
+    let span = 0..text.len();
+    Some(Rule::new(0, text.into(), span, matches, target))
 }

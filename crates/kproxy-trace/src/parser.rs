@@ -2,9 +2,9 @@
 
 use crate::rule::parse_rule;
 use crate::ruleset::{DualStackRuleset, Policy, Rule, Ruleset, Table, TableKind};
-use crate::targets::Target;
 use crate::tokenizer::{tokenize_into, TokenizeError};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// The line that separates the `iptables-save` part from the `ip6tables-save` part of a
 /// combined dump.
@@ -96,9 +96,20 @@ impl DualStackRuleset {
 struct OpenTable {
     kind: TableKind,
     table: Table,
+    /// The chain of the previous `-A` (rules of one chain usually come together).
+    last_chain: Option<usize>,
+}
+
+/// Where a line sits in the shared text, so that rules can refer to it.
+struct LineRef<'a> {
+    source: &'a Arc<str>,
+    text: &'a str,
+    number: usize,
 }
 
 fn parse_lines(text: &str, first_line_offset: usize) -> Result<Ruleset, ParseError> {
+    let source: Arc<str> = Arc::from(text);
+    let text = &*source;
     let mut ruleset = Ruleset::default();
     let mut open: Option<OpenTable> = None;
     let mut words: Vec<Cow<'_, str>> = Vec::with_capacity(32);
@@ -121,14 +132,18 @@ fn parse_lines(text: &str, first_line_offset: usize) -> Result<Ruleset, ParseErr
             let kind = TableKind::from_name(name)
                 .ok_or_else(|| fail(ParseErrorKind::UnknownTable(name.to_string())))?;
             let table = ruleset.table(kind).cloned().unwrap_or_default();
-            open = Some(OpenTable { kind, table });
+            open = Some(OpenTable {
+                kind,
+                table,
+                last_chain: None,
+            });
             continue;
         }
         if line == "COMMIT" {
             let t = open
                 .take()
                 .ok_or_else(|| fail(ParseErrorKind::CommitOutsideTable))?;
-            *ruleset.table_mut(t.kind) = commit(t.table);
+            *ruleset.table_mut(t.kind) = t.table;
             continue;
         }
         let t = open
@@ -141,7 +156,12 @@ fn parse_lines(text: &str, first_line_offset: usize) -> Result<Ruleset, ParseErr
             continue;
         }
         tokenize_into(line, &mut words).map_err(|e| fail(e.into()))?;
-        command(t, line, line_no, &words).map_err(fail)?;
+        let line = LineRef {
+            source: &source,
+            text: line,
+            number: line_no,
+        };
+        command(t, &line, &words).map_err(fail)?;
     }
     match open {
         Some(t) => Err(ParseError {
@@ -187,36 +207,15 @@ fn builtin_chains(kind: TableKind) -> &'static [&'static str] {
 /// Applies one `-A`/`-N`/`-X`/`-F` line to the open table.
 fn command(
     t: &mut OpenTable,
-    line: &str,
-    line_no: usize,
+    line: &LineRef<'_>,
     words: &[Cow<'_, str>],
 ) -> Result<(), ParseErrorKind> {
     let verb = &*words[0];
     let chain = words.get(1).map(|w| &**w);
     match (verb, chain) {
-        ("-A" | "--append", Some(chain)) => {
-            if t.table.chain(chain).is_none() && builtin_chains(t.kind).contains(&chain) {
-                t.table.declare(chain, Some(Policy::Accept));
-            }
-            let (matches, target) =
-                parse_rule(&words[2..]).map_err(|reason| ParseErrorKind::BadRule {
-                    chain: chain.to_string(),
-                    reason,
-                })?;
-            let rule = Rule {
-                line: line_no,
-                text: line.into(),
-                matches,
-                target,
-            };
-            t.table
-                .chain_mut(chain)
-                .ok_or_else(|| ParseErrorKind::UndeclaredChain(chain.to_string()))?
-                .rules
-                .push(rule);
-        }
+        ("-A" | "--append", Some(chain)) => return append(t, line, chain, &words[2..]),
         ("-N" | "--new-chain", Some(chain)) if t.table.chain(chain).is_none() => {
-            t.table.declare(chain, None)
+            t.table.declare(chain, None);
         }
         ("-X" | "--delete-chain", Some(chain)) => {
             if t.table.chain(chain).is_some_and(|c| !c.rules.is_empty()) {
@@ -231,45 +230,43 @@ fn command(
                 .rules
                 .clear();
         }
-        _ => return Err(ParseErrorKind::UnsupportedCommand(line.to_string())),
+        _ => return Err(ParseErrorKind::UnsupportedCommand(line.text.to_string())),
     }
+    t.last_chain = None;
     Ok(())
 }
 
-/// Ends a table: a jump to a chain the table does not have becomes an unknown target
-/// (it may be an extension target kproxy does not know).
-fn commit(mut table: Table) -> Table {
-    let missing: Vec<(usize, usize)> = table
-        .chains()
-        .iter()
-        .enumerate()
-        .flat_map(|(ci, chain)| {
-            chain
-                .rules
-                .iter()
-                .enumerate()
-                .filter(|(_, rule)| match &rule.target {
-                    Target::Jump(name) | Target::Goto(name) => table.chain(name).is_none(),
-                    _ => false,
-                })
-                .map(move |(ri, _)| (ci, ri))
-        })
-        .collect();
-    for (ci, ri) in missing {
-        let rule = &mut table.chains_mut()[ci].rules[ri];
-        if let Target::Jump(name) | Target::Goto(name) = &rule.target {
-            rule.target = Target::Unknown {
-                name: name.clone(),
-                reason: "not a known target and no chain of that name".into(),
-            };
+/// Adds the rule of an `-A CHAIN ...` line.
+fn append(
+    t: &mut OpenTable,
+    line: &LineRef<'_>,
+    chain: &str,
+    words: &[Cow<'_, str>],
+) -> Result<(), ParseErrorKind> {
+    let cached = t.last_chain.filter(|&i| t.table.chains()[i].name == chain);
+    let index = match cached.or_else(|| t.table.position(chain)) {
+        Some(i) => i,
+        None if builtin_chains(t.kind).contains(&chain) => {
+            t.table.declare(chain, Some(Policy::Accept))
         }
-    }
-    table
+        None => return Err(ParseErrorKind::UndeclaredChain(chain.to_string())),
+    };
+    let (matches, target) = parse_rule(words).map_err(|reason| ParseErrorKind::BadRule {
+        chain: chain.to_string(),
+        reason,
+    })?;
+    let start = line.text.as_ptr() as usize - line.source.as_ptr() as usize;
+    let span = start..start + line.text.len();
+    let rule = Rule::new(line.number, Arc::clone(line.source), span, matches, target);
+    t.table.chains_mut()[index].rules.push(rule);
+    t.last_chain = Some(index);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::targets::Target;
 
     #[test]
     fn restore_text_with_declarations_and_deletes() {

@@ -4,6 +4,7 @@ use crate::addr::IpNet;
 use crate::match_modules;
 use crate::matches::{Match, ProtocolSpec};
 use crate::targets::{parse_target, Target};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 
 /// One `--option [values...]` of a match module or target, `negated` if `!` preceded it.
@@ -17,15 +18,18 @@ pub(crate) struct OptionWord<'a> {
 /// One `-m MODULE` (or the protocol module `-p` implies) with the options given to it.
 struct ModuleUse<'a> {
     name: &'a str,
-    options: Vec<OptionWord<'a>>,
+    options: SmallVec<[OptionWord<'a>; 4]>,
 }
+
+/// Per-rule scratch lists are small; keeping them inline avoids allocating per rule.
+type Modules<'a> = SmallVec<[ModuleUse<'a>; 4]>;
 
 /// Parses the words of a rule. An `Err` is a structural problem (a missing argument, a
 /// bad address); a module or target kproxy does not know becomes a reported
 /// [`Match::Unknown`] or [`Target::Unknown`] instead.
 pub(crate) fn parse_rule<'a>(words: &'a [Cow<'a, str>]) -> Result<(Vec<Match>, Target), String> {
     let mut matches = Vec::with_capacity(4);
-    let mut modules: Vec<ModuleUse<'a>> = Vec::new();
+    let mut modules: Modules<'a> = SmallVec::new();
     let mut protocol_module: Option<usize> = None;
     let mut negate = false;
     let mut i = 0;
@@ -63,7 +67,7 @@ pub(crate) fn parse_rule<'a>(words: &'a [Cow<'a, str>]) -> Result<(Vec<Match>, T
                     protocol_module = Some(modules.len());
                     modules.push(ModuleUse {
                         name: module,
-                        options: Vec::new(),
+                        options: SmallVec::new(),
                     });
                 }
             }
@@ -83,7 +87,7 @@ pub(crate) fn parse_rule<'a>(words: &'a [Cow<'a, str>]) -> Result<(Vec<Match>, T
             "-m" | "--match" => {
                 modules.push(ModuleUse {
                     name: arg()?,
-                    options: Vec::new(),
+                    options: SmallVec::new(),
                 });
             }
             "-j" | "--jump" => {
@@ -152,8 +156,8 @@ fn starts_option(word: &str) -> bool {
             && !word[1..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
-fn target_options<'a>(words: &'a [Cow<'a, str>]) -> Result<Vec<OptionWord<'a>>, String> {
-    let mut options = Vec::new();
+fn target_options<'a>(words: &'a [Cow<'a, str>]) -> Result<SmallVec<[OptionWord<'a>; 4]>, String> {
+    let mut options = SmallVec::new();
     let mut i = 0;
     while i < words.len() {
         let name = &*words[i];

@@ -5,7 +5,10 @@ use crate::targets::Target;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
+use std::ops::Range;
+use std::sync::Arc;
 
 /// An iptables table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -65,21 +68,77 @@ pub enum Policy {
     Drop,
 }
 
+/// A line of the parsed text, shared with the whole text so that rules need no
+/// allocation of their own for it.
+#[derive(Clone)]
+struct SourceLine {
+    source: Arc<str>,
+    span: Range<usize>,
+}
+
+impl SourceLine {
+    fn as_str(&self) -> &str {
+        &self.source[self.span.clone()]
+    }
+}
+
 /// One rule: where it came from, what it matches and what it does.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub struct Rule {
     /// 1-based line number in the parsed text (0 for rules the tracer adds itself).
     pub line: usize,
-    /// The rule as written, starting with `-A CHAIN`.
-    pub text: Box<str>,
+    text: SourceLine,
     /// The match conditions, in order.
     pub matches: Vec<Match>,
     /// What happens when every match holds.
     pub target: Target,
 }
 
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rule")
+            .field("line", &self.line)
+            .field("text", &self.text())
+            .field("matches", &self.matches)
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl PartialEq for Rule {
+    fn eq(&self, other: &Rule) -> bool {
+        self.line == other.line
+            && self.text() == other.text()
+            && self.matches == other.matches
+            && self.target == other.target
+    }
+}
+
 impl Rule {
+    /// A rule whose text is `source[span]` (the parser shares one text among all rules).
+    pub(crate) fn new(
+        line: usize,
+        source: Arc<str>,
+        span: Range<usize>,
+        matches: Vec<Match>,
+        target: Target,
+    ) -> Rule {
+        Rule {
+            line,
+            text: SourceLine { source, span },
+            matches,
+            target,
+        }
+    }
+
+    /// The rule as written, starting with `-A CHAIN`.
+    pub fn text(&self) -> &str {
+        self.text.as_str()
+    }
+
     /// Descriptions of the parts of this rule kproxy does not understand (empty if none).
+    /// Whether a jump's chain exists is a property of the table: see
+    /// [`Ruleset::unknown_rules`].
     pub fn unknown_parts(&self) -> Vec<String> {
         let mut parts: Vec<String> = self
             .matches
@@ -115,14 +174,42 @@ pub struct Chain {
     pub rules: Vec<Rule>,
 }
 
+/// A fast hash for chain names (the standard SipHash dominates parsing otherwise).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// One table's chains, indexed by name.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Table {
     chains: Vec<Chain>,
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, BuildHasherDefault<NameHasher>>,
 }
 
 impl Table {
+    /// The position of a chain in [`Table::chains`].
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
     /// Looks a chain up by name.
     pub fn chain(&self, name: &str) -> Option<&Chain> {
         self.index.get(name).map(|&i| &self.chains[i])
@@ -141,20 +228,25 @@ impl Table {
         self.index.get(name).map(|&i| &mut self.chains[i])
     }
 
-    /// Declares `name` (or flushes it if it exists), as a `:NAME` line does.
-    pub(crate) fn declare(&mut self, name: &str, policy: Option<Policy>) {
-        match self.chain_mut(name) {
-            Some(chain) => {
+    /// Declares `name` (or flushes it if it exists), as a `:NAME` line does; returns
+    /// its position.
+    pub(crate) fn declare(&mut self, name: &str, policy: Option<Policy>) -> usize {
+        match self.position(name) {
+            Some(i) => {
+                let chain = &mut self.chains[i];
                 chain.rules.clear();
                 chain.policy = policy.or(chain.policy);
+                i
             }
             None => {
-                self.index.insert(name.to_string(), self.chains.len());
+                let i = self.chains.len();
+                self.index.insert(name.to_string(), i);
                 self.chains.push(Chain {
                     name: name.to_string(),
                     policy,
                     rules: Vec::new(),
                 });
+                i
             }
         }
     }
@@ -208,7 +300,8 @@ impl Ruleset {
         self.tables.entry(kind).or_default()
     }
 
-    /// Every rule with a match module, option or target kproxy does not know.
+    /// Every rule with a match module, option or target kproxy does not know
+    /// (including a jump to a chain the table does not have).
     pub fn unknown_rules(&self) -> Vec<UnknownRule> {
         let mut found = Vec::new();
         for kind in TableKind::ALL {
@@ -217,13 +310,18 @@ impl Ruleset {
             };
             for chain in table.chains() {
                 for rule in &chain.rules {
-                    let parts = rule.unknown_parts();
+                    let mut parts = rule.unknown_parts();
+                    if let Target::Jump(name) | Target::Goto(name) = &rule.target {
+                        if table.chain(name).is_none() {
+                            parts.push(format!("target {name}: no such target or chain"));
+                        }
+                    }
                     if !parts.is_empty() {
                         found.push(UnknownRule {
                             table: kind,
                             chain: chain.name.clone(),
                             line: rule.line,
-                            text: rule.text.to_string(),
+                            text: rule.text().to_string(),
                             parts,
                         });
                     }

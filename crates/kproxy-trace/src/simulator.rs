@@ -287,7 +287,7 @@ impl<'r> Tracer<'r> {
                         place.chain,
                         StepKind::Rule {
                             line: rule.line,
-                            text: rule.text.to_string(),
+                            text: rule.text().to_string(),
                             added,
                             chance: (chance < 1.0).then_some(chance),
                         },
@@ -411,9 +411,23 @@ impl<'r> Tracer<'r> {
         ended: &mut Vec<(State, End)>,
     ) {
         record_recent(rule, &mut state);
-        let text = || rule.text.to_string();
+        let text = || rule.text().to_string();
         match &rule.target {
             Target::None | Target::Passive { .. } => next.push(state),
+            Target::Jump(name) | Target::Goto(name)
+                if self.ruleset.chain(place.table, name).is_none() =>
+            {
+                state.assume(
+                    place.depth,
+                    place.table,
+                    place.chain,
+                    format!(
+                        "line {}: {name} is neither a known target nor a chain; assumed to continue",
+                        rule.line
+                    ),
+                );
+                next.push(state);
+            }
             Target::Jump(name) | Target::Goto(name) => {
                 let is_goto = matches!(rule.target, Target::Goto(_));
                 let inner = Place {

@@ -39,11 +39,31 @@ pub fn tokenize_into<'a>(
             words.push(Cow::Borrowed(&line[start..i]));
             continue;
         }
+        if let Some(end) = plain_double_quoted(bytes, start) {
+            words.push(Cow::Borrowed(&line[start + 1..end - 1]));
+            i = end;
+            continue;
+        }
         let (word, end) = quoted_word(line, start)?;
         words.push(Cow::Owned(word));
         i = end;
     }
     Ok(())
+}
+
+/// If the word at `start` is `"..."` with no escapes inside and whitespace (or the end)
+/// after it, returns the offset just after the closing quote.
+fn plain_double_quoted(bytes: &[u8], start: usize) -> Option<usize> {
+    if bytes[start] != b'"' {
+        return None;
+    }
+    let len = bytes[start + 1..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')?;
+    let close = start + 1 + len;
+    let end = close + 1;
+    let clean = bytes[close] == b'"' && bytes.get(end).is_none_or(u8::is_ascii_whitespace);
+    clean.then_some(end)
 }
 
 fn is_special(b: u8) -> bool {
