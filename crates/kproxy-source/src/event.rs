@@ -33,7 +33,7 @@ pub enum SourceWarning {
         retry_in_ms: u128,
     },
     /// A manifest file has an error; its previous good content is kept.
-    #[error("{}: {error}; keeping its previous content", path.display())]
+    #[error("{}: {error}", path.display())]
     Manifest {
         /// The file.
         path: PathBuf,
@@ -41,7 +41,7 @@ pub enum SourceWarning {
         error: ManifestError,
     },
     /// A manifest file or directory could not be read; its previous content is kept.
-    #[error("{}: {error}; keeping its previous content", path.display())]
+    #[error("{}: {error}", path.display())]
     Unreadable {
         /// The file or directory.
         path: PathBuf,
