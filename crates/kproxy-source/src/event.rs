@@ -23,14 +23,14 @@ pub enum SourceEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceWarning {
     /// Listing or watching a kind failed; the source retries with backoff and resumes.
-    #[error("watching {kind} objects: {message}; retrying in {retry_in_ms} ms")]
+    #[error("watching {kind} objects: {message}; retrying in {} ms", retry_in.as_millis())]
     Watch {
         /// The kind being watched.
         kind: ObjectKind,
         /// The client's error.
         message: String,
-        /// The delay before the next attempt, in milliseconds.
-        retry_in_ms: u128,
+        /// The delay before the next attempt.
+        retry_in: std::time::Duration,
     },
     /// A manifest file has an error; its previous good content is kept.
     #[error("{}: {error}", path.display())]

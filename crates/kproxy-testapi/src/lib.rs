@@ -16,10 +16,10 @@
 mod filter;
 mod history;
 mod http;
-pub mod kubeconfig;
-pub mod query;
-pub mod resource;
-pub mod selector;
+mod kubeconfig;
+mod query;
+mod resource;
+mod selector;
 mod server;
 mod shared;
 mod watch;

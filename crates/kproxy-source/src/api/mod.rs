@@ -83,7 +83,7 @@ async fn watch_kind<K: WatchedKind>(
                 let warning = SourceWarning::Watch {
                     kind: K::KIND,
                     message: error.to_string(),
-                    retry_in_ms: delay.as_millis(),
+                    retry_in: delay,
                 };
                 (vec![SourceEvent::Warning(warning)], Some(delay))
             }
