@@ -7,8 +7,10 @@
 use crate::rule::parse_rule;
 use crate::ruleset::{Rule, Ruleset, TableKind};
 use crate::targets::Target;
+use crate::text::TextSource;
 use crate::tokenizer::tokenize_into;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One jump kube-proxy installs: built-in chain, rule text without `-A CHAIN`, target chain.
 type Jump = (&'static str, &'static str, &'static str);
@@ -135,10 +137,10 @@ fn needs_jumps(ruleset: &Ruleset, table: TableKind) -> bool {
 }
 
 fn jump_rule(chain: &str, args: &str) -> Option<Rule> {
+    let text = format!("-A {chain} {args}");
+    let source = TextSource::new(Arc::from(text.as_str()));
     let mut words = Vec::new();
     tokenize_into(args, &mut words).ok()?;
-    let (matches, target) = parse_rule(&words).ok()?;
-    let text = format!("-A {chain} {args}");
-    let span = 0..text.len();
-    Some(Rule::new(0, text.into(), span, matches, target))
+    let (matches, target) = parse_rule(&words, &source).ok()?;
+    Some(Rule::new(0, source.text(&text), matches, target))
 }

@@ -107,7 +107,7 @@ fn edge(out: &mut String, from: &str, rule: &Rule, queue: &mut VecDeque<String>)
 /// A short text of the conditions that decide which way a packet goes.
 fn summarize(rule: &Rule) -> String {
     let mut parts = Vec::new();
-    for m in &rule.matches {
+    for m in rule.matches() {
         let not = |negated: bool| if negated { "! " } else { "" };
         let part = match m {
             Match::Source { negated, net } => format!("{}-s {net}", not(*negated)),

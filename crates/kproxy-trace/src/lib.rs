@@ -61,6 +61,8 @@ pub use parser::{ParseError, ParseErrorKind, IP6TABLES_SEPARATOR};
 pub use ruleset::{Chain, DualStackRuleset, Policy, Rule, Ruleset, Table, TableKind, UnknownRule};
 pub use simulator::Tracer;
 pub use targets::{ConnmarkOp, MarkOp, Target};
+pub use text::Text;
 pub use trace::{Branch, Fate, Hook, RepeatTrace, Step, StepKind, Trace};
 
 mod targets;
+mod text;

@@ -5,7 +5,10 @@ use crate::matches::{
     ct_state, AddrType, Direction, Match, MultiportSide, PacketType, PortRange, RecentAction,
 };
 use crate::rule::OptionWord;
+use crate::ruleset::Matches;
 use crate::targets::parse_mark;
+use crate::text::Text;
+use crate::text::TextSource;
 
 const PORT_OPTIONS: &[&str] = &["--dport", "--destination-port", "--sport", "--source-port"];
 
@@ -140,9 +143,9 @@ pub(crate) fn accepts(module: &str, option: &str) -> Option<bool> {
 }
 
 /// Builds the conditions of one module use, appending them to `out`.
-pub(crate) fn build(module: &str, opts: &[OptionWord<'_>], out: &mut Vec<Match>) {
+pub(crate) fn build(module: &str, opts: &[OptionWord<'_>], source: &TextSource, out: &mut Matches) {
     let before = out.len();
-    if let Err(reason) = build_known(module, opts, out) {
+    if let Err(reason) = build_known(module, opts, source, out) {
         out.truncate(before);
         out.push(Match::Unknown {
             module: module.into(),
@@ -151,7 +154,12 @@ pub(crate) fn build(module: &str, opts: &[OptionWord<'_>], out: &mut Vec<Match>)
     }
 }
 
-fn build_known(module: &str, opts: &[OptionWord<'_>], out: &mut Vec<Match>) -> Result<(), String> {
+fn build_known(
+    module: &str,
+    opts: &[OptionWord<'_>],
+    source: &TextSource,
+    out: &mut Matches,
+) -> Result<(), String> {
     if accepts(module, "").is_none() {
         return Err(format!("unknown match module{}", describe(opts)));
     }
@@ -173,10 +181,10 @@ fn build_known(module: &str, opts: &[OptionWord<'_>], out: &mut Vec<Match>) -> R
     }
     match module {
         "statistic" => out.push(statistic(opts)?),
-        "recent" => out.push(recent(opts)?),
+        "recent" => out.push(recent(opts, source)?),
         _ => {
             for opt in opts {
-                if let Some(m) = single(module, opt)? {
+                if let Some(m) = single(module, opt, source)? {
                     out.push(m);
                 }
             }
@@ -186,7 +194,11 @@ fn build_known(module: &str, opts: &[OptionWord<'_>], out: &mut Vec<Match>) -> R
 }
 
 /// The conditions of modules whose options each stand alone.
-fn single(module: &str, opt: &OptionWord<'_>) -> Result<Option<Match>, String> {
+fn single(
+    module: &str,
+    opt: &OptionWord<'_>,
+    source: &TextSource,
+) -> Result<Option<Match>, String> {
     let negated = opt.negated;
     let first = || {
         opt.values
@@ -195,7 +207,7 @@ fn single(module: &str, opt: &OptionWord<'_>) -> Result<Option<Match>, String> {
             .ok_or_else(|| format!("{} needs a value", opt.name))
     };
     let m = match opt.name {
-        "--comment" => Match::Comment(first()?.into()),
+        "--comment" => Match::Comment(source.text(first()?)),
         "--dport" | "--destination-port" | "--sport" | "--source-port" => Match::Port {
             negated,
             direction: match opt.name {
@@ -429,10 +441,10 @@ fn statistic(opts: &[OptionWord<'_>]) -> Result<Match, String> {
     })
 }
 
-fn recent(opts: &[OptionWord<'_>]) -> Result<Match, String> {
+fn recent(opts: &[OptionWord<'_>], source: &TextSource) -> Result<Match, String> {
     let mut action = None;
     let mut negated = false;
-    let mut name: Box<str> = "DEFAULT".into();
+    let mut name = Text::from("DEFAULT");
     for opt in opts {
         negated |= opt.negated;
         match opt.name {
@@ -443,7 +455,7 @@ fn recent(opts: &[OptionWord<'_>]) -> Result<Match, String> {
                 name = opt
                     .values
                     .first()
-                    .map(|v| Box::from(&**v))
+                    .map(|v| source.text(v))
                     .ok_or("--name needs a value")?
             }
             _ => {}

@@ -3,6 +3,7 @@
 use crate::addr::{is_broadcast, IpNet};
 use crate::ipset::IpSets;
 use crate::packet::Protocol;
+use crate::text::Text;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -125,7 +126,7 @@ pub enum Match {
     /// `-f`: a non-first fragment (never true for the traced packet).
     Fragment { negated: bool },
     /// `-m comment --comment TEXT`: always matches.
-    Comment(Box<str>),
+    Comment(Text),
     /// `--sport`/`--dport` of the tcp, udp and sctp modules.
     Port {
         negated: bool,
@@ -167,7 +168,7 @@ pub enum Match {
     /// `-m recent`
     Recent {
         negated: bool,
-        name: Box<str>,
+        name: Text,
         action: RecentAction,
     },
     /// `-m set --match-set NAME FLAGS`

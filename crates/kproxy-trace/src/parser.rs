@@ -2,6 +2,7 @@
 
 use crate::rule::parse_rule;
 use crate::ruleset::{DualStackRuleset, Policy, Rule, Ruleset, Table, TableKind};
+use crate::text::TextSource;
 use crate::tokenizer::{tokenize_into, TokenizeError};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -100,16 +101,17 @@ struct OpenTable {
     last_chain: Option<usize>,
 }
 
-/// Where a line sits in the shared text, so that rules can refer to it.
+/// A line of the shared text, so that rules can refer to it.
 struct LineRef<'a> {
-    source: &'a Arc<str>,
+    source: &'a TextSource,
     text: &'a str,
     number: usize,
 }
 
 fn parse_lines(text: &str, first_line_offset: usize) -> Result<Ruleset, ParseError> {
-    let source: Arc<str> = Arc::from(text);
-    let text = &*source;
+    let shared: Arc<str> = Arc::from(text);
+    let text = &*shared;
+    let source = TextSource::new(Arc::clone(&shared));
     let mut ruleset = Ruleset::default();
     let mut open: Option<OpenTable> = None;
     let mut words: Vec<Cow<'_, str>> = Vec::with_capacity(32);
@@ -251,13 +253,12 @@ fn append(
         }
         None => return Err(ParseErrorKind::UndeclaredChain(chain.to_string())),
     };
-    let (matches, target) = parse_rule(words).map_err(|reason| ParseErrorKind::BadRule {
-        chain: chain.to_string(),
-        reason,
-    })?;
-    let start = line.text.as_ptr() as usize - line.source.as_ptr() as usize;
-    let span = start..start + line.text.len();
-    let rule = Rule::new(line.number, Arc::clone(line.source), span, matches, target);
+    let (matches, target) =
+        parse_rule(words, line.source).map_err(|reason| ParseErrorKind::BadRule {
+            chain: chain.to_string(),
+            reason,
+        })?;
+    let rule = Rule::new(line.number, line.source.text(line.text), matches, target);
     t.table.chains_mut()[index].rules.push(rule);
     t.last_chain = Some(index);
     Ok(())

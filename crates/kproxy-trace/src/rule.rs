@@ -3,7 +3,9 @@
 use crate::addr::IpNet;
 use crate::match_modules;
 use crate::matches::{Match, ProtocolSpec};
+use crate::ruleset::Matches;
 use crate::targets::{parse_target, Target};
+use crate::text::TextSource;
 use smallvec::SmallVec;
 use std::borrow::Cow;
 
@@ -27,8 +29,11 @@ type Modules<'a> = SmallVec<[ModuleUse<'a>; 4]>;
 /// Parses the words of a rule. An `Err` is a structural problem (a missing argument, a
 /// bad address); a module or target kproxy does not know becomes a reported
 /// [`Match::Unknown`] or [`Target::Unknown`] instead.
-pub(crate) fn parse_rule<'a>(words: &'a [Cow<'a, str>]) -> Result<(Vec<Match>, Target), String> {
-    let mut matches = Vec::with_capacity(4);
+pub(crate) fn parse_rule<'a>(
+    words: &'a [Cow<'a, str>],
+    source: &TextSource,
+) -> Result<(Matches, Target), String> {
+    let mut matches = Matches::new();
     let mut modules: Modules<'a> = SmallVec::new();
     let mut protocol_module: Option<usize> = None;
     let mut negate = false;
@@ -93,16 +98,16 @@ pub(crate) fn parse_rule<'a>(words: &'a [Cow<'a, str>]) -> Result<(Vec<Match>, T
             "-j" | "--jump" => {
                 let name = arg()?;
                 let options = target_options(&words[i..])?;
-                finish_modules(&modules, &mut matches);
-                return Ok((matches, parse_target(name, &options)));
+                finish_modules(&modules, source, &mut matches);
+                return Ok((matches, parse_target(name, &options, source)));
             }
             "-g" | "--goto" => {
                 let name = arg()?;
                 if let Some(extra) = words.get(i) {
                     return Err(format!("unexpected {extra:?} after -g {name}"));
                 }
-                finish_modules(&modules, &mut matches);
-                return Ok((matches, Target::Goto(name.into())));
+                finish_modules(&modules, source, &mut matches);
+                return Ok((matches, Target::Goto(source.text(name))));
             }
             option if option.starts_with("--") => {
                 i = module_option(words, i, negate, &mut modules, protocol_module)?;
@@ -111,7 +116,7 @@ pub(crate) fn parse_rule<'a>(words: &'a [Cow<'a, str>]) -> Result<(Vec<Match>, T
         }
         negate = false;
     }
-    finish_modules(&modules, &mut matches);
+    finish_modules(&modules, source, &mut matches);
     Ok((matches, Target::None))
 }
 
@@ -178,9 +183,9 @@ fn target_options<'a>(words: &'a [Cow<'a, str>]) -> Result<SmallVec<[OptionWord<
     Ok(options)
 }
 
-fn finish_modules(modules: &[ModuleUse<'_>], matches: &mut Vec<Match>) {
+fn finish_modules(modules: &[ModuleUse<'_>], source: &TextSource, matches: &mut Matches) {
     for module in modules {
-        match_modules::build(module.name, &module.options, matches);
+        match_modules::build(module.name, &module.options, source, matches);
     }
 }
 
@@ -226,6 +231,10 @@ mod tests {
     use crate::matches::{Direction, PortRange, RecentAction};
     use crate::tokenizer::tokenize_into;
 
+    fn source() -> TextSource {
+        TextSource::new(std::sync::Arc::from(""))
+    }
+
     fn parse(text: &str) -> (Vec<Match>, Target) {
         let mut words = Vec::new();
         tokenize_into(text, &mut words).unwrap();
@@ -233,8 +242,8 @@ mod tests {
             .into_iter()
             .map(|w| Cow::Owned(w.into_owned()))
             .collect();
-        let parsed = parse_rule(&words).unwrap();
-        parsed
+        let (matches, target) = parse_rule(&words, &source()).unwrap();
+        (matches.into_vec(), target)
     }
 
     #[test]
@@ -287,8 +296,8 @@ mod tests {
     fn structural_errors() {
         let mut words = Vec::new();
         tokenize_into("-s", &mut words).unwrap();
-        assert!(parse_rule(&words).is_err());
+        assert!(parse_rule(&words, &source()).is_err());
         tokenize_into("-s not-an-ip -j ACCEPT", &mut words).unwrap();
-        assert!(parse_rule(&words).is_err());
+        assert!(parse_rule(&words, &source()).is_err());
     }
 }

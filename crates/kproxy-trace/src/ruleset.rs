@@ -2,13 +2,13 @@
 
 use crate::matches::Match;
 use crate::targets::Target;
+use crate::text::Text;
 use serde::Serialize;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
-use std::ops::Range;
-use std::sync::Arc;
 
 /// An iptables table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -68,28 +68,16 @@ pub enum Policy {
     Drop,
 }
 
-/// A line of the parsed text, shared with the whole text so that rules need no
-/// allocation of their own for it.
-#[derive(Clone)]
-struct SourceLine {
-    source: Arc<str>,
-    span: Range<usize>,
-}
-
-impl SourceLine {
-    fn as_str(&self) -> &str {
-        &self.source[self.span.clone()]
-    }
-}
+/// The conditions of one rule; most rules have few, so they are stored inline.
+pub(crate) type Matches = SmallVec<[Match; 4]>;
 
 /// One rule: where it came from, what it matches and what it does.
 #[derive(Clone)]
 pub struct Rule {
     /// 1-based line number in the parsed text (0 for rules the tracer adds itself).
     pub line: usize,
-    text: SourceLine,
-    /// The match conditions, in order.
-    pub matches: Vec<Match>,
+    text: Text,
+    matches: Matches,
     /// What happens when every match holds.
     pub target: Target,
 }
@@ -115,17 +103,11 @@ impl PartialEq for Rule {
 }
 
 impl Rule {
-    /// A rule whose text is `source[span]` (the parser shares one text among all rules).
-    pub(crate) fn new(
-        line: usize,
-        source: Arc<str>,
-        span: Range<usize>,
-        matches: Vec<Match>,
-        target: Target,
-    ) -> Rule {
+    /// A rule read from line `line`.
+    pub(crate) fn new(line: usize, text: Text, matches: Matches, target: Target) -> Rule {
         Rule {
             line,
-            text: SourceLine { source, span },
+            text,
             matches,
             target,
         }
@@ -134,6 +116,11 @@ impl Rule {
     /// The rule as written, starting with `-A CHAIN`.
     pub fn text(&self) -> &str {
         self.text.as_str()
+    }
+
+    /// The match conditions, in order.
+    pub fn matches(&self) -> &[Match] {
+        &self.matches
     }
 
     /// Descriptions of the parts of this rule kproxy does not understand (empty if none).

@@ -328,7 +328,7 @@ impl<'r> Tracer<'r> {
                 recent: &state.recent,
                 ipsets: &self.ipsets,
             };
-            for m in &rule.matches {
+            for m in rule.matches() {
                 match m.decide(&view) {
                     Decision::Yes => {}
                     Decision::No => {
@@ -546,7 +546,7 @@ impl<'r> Tracer<'r> {
 
 /// Applies `recent --set/--remove` of a matched rule.
 fn record_recent(rule: &Rule, state: &mut State) {
-    for m in &rule.matches {
+    for m in rule.matches() {
         if let Match::Recent {
             name,
             action,

@@ -1,6 +1,7 @@
 //! Rule targets (`-j`/`-g` and their options).
 
 use crate::rule::OptionWord;
+use crate::text::{Text, TextSource};
 
 /// A change of a 32-bit mark: `new = (old & !mask) ^ value` (the `--set-xmark` form every
 /// other MARK option reduces to).
@@ -36,9 +37,9 @@ pub enum Target {
     /// No `-j`: the rule only counts (or only has side effects like `recent --set`).
     None,
     /// `-j CHAIN`: call a user chain.
-    Jump(Box<str>),
+    Jump(Text),
     /// `-g CHAIN`: continue in a user chain; its end returns to our caller.
-    Goto(Box<str>),
+    Goto(Text),
     /// `-j RETURN`
     Return,
     /// `-j ACCEPT`
@@ -53,7 +54,7 @@ pub enum Target {
     /// `-j DNAT --to-destination ADDR[:PORT]`
     Dnat {
         /// The new destination as written.
-        to: Box<str>,
+        to: Text,
     },
     /// `-j SNAT --to-source ADDR[:PORT]`
     Snat {
@@ -125,7 +126,7 @@ const HANDOFF: &[&str] = &["NFQUEUE", "QUEUE", "TPROXY"];
 
 /// Builds the target named by `-j NAME` with its options. A name that is not a known
 /// target is taken as a chain; the parser checks the chain exists when the table ends.
-pub(crate) fn parse_target(name: &str, opts: &[OptionWord<'_>]) -> Target {
+pub(crate) fn parse_target(name: &str, opts: &[OptionWord<'_>], source: &TextSource) -> Target {
     let result = match name {
         "RETURN" | "ACCEPT" | "DROP" => no_options(name, opts).map(|()| match name {
             "RETURN" => Target::Return,
@@ -136,8 +137,12 @@ pub(crate) fn parse_target(name: &str, opts: &[OptionWord<'_>]) -> Target {
             with: value(opts, "--reject-with"),
         }),
         "DNAT" => only(opts, &["--to-destination", "--random", "--persistent"]).and_then(|()| {
-            value(opts, "--to-destination")
-                .map(|to| Target::Dnat { to })
+            opts.iter()
+                .find(|o| o.name == "--to-destination")
+                .and_then(|o| o.values.first())
+                .map(|to| Target::Dnat {
+                    to: source.text(to),
+                })
                 .ok_or_else(|| "missing --to-destination".to_string())
         }),
         "SNAT" => only(
@@ -164,7 +169,7 @@ pub(crate) fn parse_target(name: &str, opts: &[OptionWord<'_>]) -> Target {
         "CT" if opts.iter().any(|o| o.name == "--notrack") => Ok(Target::NoTrack),
         _ if PASSIVE.contains(&name) => Ok(Target::Passive { name: name.into() }),
         _ if HANDOFF.contains(&name) => Ok(Target::Handoff { name: name.into() }),
-        _ if opts.is_empty() => Ok(Target::Jump(name.into())),
+        _ if opts.is_empty() => Ok(Target::Jump(source.text(name))),
         _ => Err("unknown target with options".to_string()),
     };
     result.unwrap_or_else(|reason| Target::Unknown {
