@@ -415,7 +415,7 @@ pub fn chain_references(text: &str) -> impl Iterator<Item = &str> {
 pub fn set_references(text: &str) -> impl Iterator<Item = &str> {
     text.split_whitespace()
         .filter_map(|w| w.strip_prefix('@'))
-        .map(|w| w.trim_end_matches(|c| c == ',' || c == '}'))
+        .map(|w| w.trim_end_matches([',', '}']))
 }
 
 #[cfg(test)]
