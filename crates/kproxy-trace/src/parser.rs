@@ -97,8 +97,9 @@ impl DualStackRuleset {
 struct OpenTable {
     kind: TableKind,
     table: Table,
-    /// The chain of the previous `-A` (rules of one chain usually come together).
-    last_chain: Option<usize>,
+    /// The chains of the latest `-A` lines, most recent first: kube-proxy writes a
+    /// service's chains together, so most lookups hit here instead of the index.
+    recent_chains: [Option<usize>; 4],
 }
 
 /// A line of the shared text, so that rules can refer to it.
@@ -137,7 +138,7 @@ fn parse_lines(text: &str, first_line_offset: usize) -> Result<Ruleset, ParseErr
             open = Some(OpenTable {
                 kind,
                 table,
-                last_chain: None,
+                recent_chains: [None; 4],
             });
             continue;
         }
@@ -154,7 +155,7 @@ fn parse_lines(text: &str, first_line_offset: usize) -> Result<Ruleset, ParseErr
         if let Some(decl) = line.strip_prefix(':') {
             let (name, policy) = chain_line(decl)
                 .ok_or_else(|| fail(ParseErrorKind::BadChainLine(line.to_string())))?;
-            t.table.declare(name, policy);
+            t.table.declare(source.text(name), policy);
             continue;
         }
         tokenize_into(line, &mut words).map_err(|e| fail(e.into()))?;
@@ -217,7 +218,7 @@ fn command(
     match (verb, chain) {
         ("-A" | "--append", Some(chain)) => return append(t, line, chain, &words[2..]),
         ("-N" | "--new-chain", Some(chain)) if t.table.chain(chain).is_none() => {
-            t.table.declare(chain, None);
+            t.table.declare(line.source.text(chain), None);
         }
         ("-X" | "--delete-chain", Some(chain)) => {
             if t.table.chain(chain).is_some_and(|c| !c.rules.is_empty()) {
@@ -234,7 +235,7 @@ fn command(
         }
         _ => return Err(ParseErrorKind::UnsupportedCommand(line.text.to_string())),
     }
-    t.last_chain = None;
+    t.recent_chains = [None; 4];
     Ok(())
 }
 
@@ -245,12 +246,18 @@ fn append(
     chain: &str,
     words: &[Cow<'_, str>],
 ) -> Result<(), ParseErrorKind> {
-    let cached = t.last_chain.filter(|&i| t.table.chains()[i].name == chain);
+    let chains = t.table.chains();
+    let cached = t
+        .recent_chains
+        .iter()
+        .flatten()
+        .copied()
+        .find(|&i| &*chains[i].name == chain);
     let index = match cached.or_else(|| t.table.position(chain)) {
         Some(i) => i,
-        None if builtin_chains(t.kind).contains(&chain) => {
-            t.table.declare(chain, Some(Policy::Accept))
-        }
+        None if builtin_chains(t.kind).contains(&chain) => t
+            .table
+            .declare(line.source.text(chain), Some(Policy::Accept)),
         None => return Err(ParseErrorKind::UndeclaredChain(chain.to_string())),
     };
     let (matches, target) =
@@ -260,7 +267,10 @@ fn append(
         })?;
     let rule = Rule::new(line.number, line.source.text(line.text), matches, target);
     t.table.chains_mut()[index].rules.push(rule);
-    t.last_chain = Some(index);
+    if t.recent_chains[0] != Some(index) {
+        t.recent_chains.copy_within(0..3, 1);
+        t.recent_chains[0] = Some(index);
+    }
     Ok(())
 }
 

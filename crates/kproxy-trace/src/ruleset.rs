@@ -68,7 +68,8 @@ pub enum Policy {
     Drop,
 }
 
-/// The conditions of one rule; most rules have few, so they are stored inline.
+/// The conditions of one rule while it is parsed; most rules have few, so they are
+/// kept inline until the rule is stored.
 pub(crate) type Matches = SmallVec<[Match; 4]>;
 
 /// One rule: where it came from, what it matches and what it does.
@@ -77,7 +78,7 @@ pub struct Rule {
     /// 1-based line number in the parsed text (0 for rules the tracer adds itself).
     pub line: usize,
     text: Text,
-    matches: Matches,
+    matches: Box<[Match]>,
     /// What happens when every match holds.
     pub target: Target,
 }
@@ -108,7 +109,7 @@ impl Rule {
         Rule {
             line,
             text,
-            matches,
+            matches: matches.into_vec().into_boxed_slice(),
             target,
         }
     }
@@ -154,7 +155,7 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chain {
     /// The chain's name.
-    pub name: String,
+    pub name: Text,
     /// The policy for built-in chains; `None` for user chains (and `-` in restore text).
     pub policy: Option<Policy>,
     /// The rules, in order.
@@ -188,7 +189,7 @@ impl Hasher for NameHasher {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Table {
     chains: Vec<Chain>,
-    index: HashMap<String, usize, BuildHasherDefault<NameHasher>>,
+    index: HashMap<Text, usize, BuildHasherDefault<NameHasher>>,
 }
 
 impl Table {
@@ -217,8 +218,8 @@ impl Table {
 
     /// Declares `name` (or flushes it if it exists), as a `:NAME` line does; returns
     /// its position.
-    pub(crate) fn declare(&mut self, name: &str, policy: Option<Policy>) -> usize {
-        match self.position(name) {
+    pub(crate) fn declare(&mut self, name: Text, policy: Option<Policy>) -> usize {
+        match self.position(&name) {
             Some(i) => {
                 let chain = &mut self.chains[i];
                 chain.rules.clear();
@@ -227,9 +228,9 @@ impl Table {
             }
             None => {
                 let i = self.chains.len();
-                self.index.insert(name.to_string(), i);
+                self.index.insert(name.clone(), i);
                 self.chains.push(Chain {
-                    name: name.to_string(),
+                    name,
                     policy,
                     rules: Vec::new(),
                 });
@@ -306,7 +307,7 @@ impl Ruleset {
                     if !parts.is_empty() {
                         found.push(UnknownRule {
                             table: kind,
-                            chain: chain.name.clone(),
+                            chain: chain.name.to_string(),
                             line: rule.line,
                             text: rule.text().to_string(),
                             parts,

@@ -32,7 +32,7 @@ pub fn tokenize_into<'a>(
             continue;
         }
         let start = i;
-        while i < bytes.len() && !bytes[i].is_ascii_whitespace() && !is_special(bytes[i]) {
+        while i < bytes.len() && !ENDS_PLAIN[usize::from(bytes[i])] {
             i += 1;
         }
         if i == bytes.len() || bytes[i].is_ascii_whitespace() {
@@ -66,9 +66,19 @@ fn plain_double_quoted(bytes: &[u8], start: usize) -> Option<usize> {
     clean.then_some(end)
 }
 
-fn is_special(b: u8) -> bool {
-    matches!(b, b'"' | b'\'' | b'\\')
-}
+/// Bytes that end a plain (unquoted, unescaped) word: ASCII whitespace, quotes, backslash.
+const ENDS_PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(
+            b as u8,
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0c | b'"' | b'\'' | b'\\'
+        );
+        b += 1;
+    }
+    table
+};
 
 /// Reads a word that contains quotes or escapes, starting at byte `start`.
 /// Returns the unquoted word and the byte offset just after it.
