@@ -45,11 +45,11 @@ fn service(svc: usize, chains: &mut String, rules: &mut String) {
     let name = format!("ns{}/svc{svc}:p80", svc % 50);
     let ip = cluster_ip(svc);
     let svc_chain = format!("KUBE-SVC-{svc:016}");
-    let affinity = svc % 2 == 0;
+    let affinity = svc.is_multiple_of(2);
     let _ = writeln!(chains, ":{svc_chain} - [0:0]");
     let _ = writeln!(rules, "-A KUBE-SERVICES -m comment --comment \"{name} cluster IP\" -m tcp -p tcp -d {ip} --dport 80 -j {svc_chain}");
     let _ = writeln!(rules, "-A {svc_chain} -m comment --comment \"{name} cluster IP\" -m tcp -p tcp -d {ip} --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ");
-    if svc % 10 == 0 {
+    if svc.is_multiple_of(10) {
         let ext = format!("KUBE-EXT-{svc:016}");
         let _ = writeln!(chains, ":{ext} - [0:0]");
         let _ = writeln!(
