@@ -9,16 +9,22 @@
 //! - [`ipset`]: `ipset restore` text for kube-proxy's sets, and a runner.
 //! - [`link`] and [`sysctl`]: the `kube-ipvs0` dummy interface and the
 //!   sysctls IPVS mode needs.
+//! - [`mode`]: the ipvs mode itself, from kproxy's model: renderer, proxier
+//!   state machine ([`IpvsProxier`]) and kernel facade ([`IpvsKernel`]).
+//! - [`conformance`]: checks one upstream conformance case
+//!   ([`conformance::check_case`]).
 //!
 //! Tests that need the kernel run in a User-Mode Linux guest:
 //! `tools/ipvs-vm/test`.
 
+pub mod conformance;
 mod error;
 mod fake;
 pub mod graceful;
 mod handle;
 pub mod ipset;
 pub mod link;
+pub mod mode;
 mod netlink;
 mod netlink_handle;
 mod ops;
@@ -31,6 +37,7 @@ pub use error::{Error, Result};
 pub use fake::FakeIpvs;
 pub use graceful::{DrainPolicy, Draining};
 pub use handle::IpvsHandle;
+pub use mode::{IpvsKernel, IpvsProxier, IpvsSettings, IpvsSyncPlan, Observed};
 pub use netlink_handle::NetlinkIpvs;
 pub use ops::{Failure, IpvsOp};
 pub use plan::{plan, DesiredService, Plan, PlanOptions};
