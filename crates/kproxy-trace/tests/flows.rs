@@ -60,7 +60,8 @@ flows:
 #[test]
 fn overall_rules_get_kube_proxy_jumps_and_give_expected_fates() {
     let dir = case_dir("TestOverallIPTablesRules");
-    let rules = Ruleset::parse(&fs::read_to_string(dir.join("expected.iptables")).unwrap()).unwrap();
+    let rules =
+        Ruleset::parse(&fs::read_to_string(dir.join("expected.iptables")).unwrap()).unwrap();
     assert!(rules.unknown_rules().is_empty());
     let local = tracer_local_ips(&fs::read_to_string(dir.join("proxier.yaml")).unwrap()).unwrap();
     let tracer = Tracer::new(&rules, &local);
@@ -78,7 +79,8 @@ fn overall_rules_get_kube_proxy_jumps_and_give_expected_fates() {
 #[test]
 fn affinity_repeat_packet_follows_the_recent_list() {
     let dir = case_dir("TestOverallIPTablesRules");
-    let rules = Ruleset::parse(&fs::read_to_string(dir.join("expected.iptables")).unwrap()).unwrap();
+    let rules =
+        Ruleset::parse(&fs::read_to_string(dir.join("expected.iptables")).unwrap()).unwrap();
     let tracer = Tracer::new(&rules, &["192.168.0.2".parse().unwrap()]);
     let packet = kproxy_trace::Packet::new(
         "10.0.0.2".parse().unwrap(),
