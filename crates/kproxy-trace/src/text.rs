@@ -1,0 +1,121 @@
+//! Pieces of ruleset text that share the parsed source instead of owning a copy.
+//!
+//! A large ruleset has hundreds of thousands of rules, each with a comment and a jump
+//! target; sharing them with the source text keeps parsing and dropping cheap.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// An immutable string that is a range of a shared text.
+#[derive(Clone)]
+pub struct Text {
+    source: Arc<str>,
+    start: u32,
+    end: u32,
+}
+
+impl Text {
+    /// The text as a `&str`.
+    pub fn as_str(&self) -> &str {
+        &self.source[self.start as usize..self.end as usize]
+    }
+}
+
+impl Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        let end = s.len() as u32;
+        Text {
+            source: Arc::from(s),
+            start: 0,
+            end,
+        }
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl Hash for Text {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The source text being parsed; makes [`Text`]s of its sub-slices without copying.
+pub(crate) struct TextSource {
+    source: Arc<str>,
+}
+
+impl TextSource {
+    /// Wraps a whole text. Texts larger than 4 GiB are copied piece by piece.
+    pub fn new(source: Arc<str>) -> TextSource {
+        TextSource { source }
+    }
+
+    /// A [`Text`] for `s`: shared if `s` lies inside the source, else a copy.
+    pub fn text(&self, s: &str) -> Text {
+        let base = self.source.as_ptr() as usize;
+        let at = s.as_ptr() as usize;
+        let inside = at >= base && at + s.len() <= base + self.source.len();
+        let start = at.wrapping_sub(base);
+        match (u32::try_from(start), u32::try_from(start + s.len())) {
+            (Ok(start), Ok(end)) if inside => Text {
+                source: Arc::clone(&self.source),
+                start,
+                end,
+            },
+            _ => Text::from(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_of_the_source_are_shared_and_others_copied() {
+        let src = TextSource::new(Arc::from("-A X -j KUBE-SVC-A"));
+        let whole = src.source.clone();
+        let shared = src.text(&whole[8..]);
+        assert_eq!(&*shared, "KUBE-SVC-A");
+        assert!(Arc::ptr_eq(&shared.source, &whole));
+        let copied = src.text("elsewhere");
+        assert_eq!(copied.to_string(), "elsewhere");
+        assert!(!Arc::ptr_eq(&copied.source, &whole));
+    }
+}
