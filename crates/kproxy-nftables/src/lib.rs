@@ -19,6 +19,7 @@ pub mod trace;
 
 pub use nft::{FakeNft, NftCommand, NftError, NftRunner, Transaction};
 pub use proxier::{
-    KernelView, NftablesProxier, SettingsError, SyncPlan, SyncReport, STALE_CHAIN_DELAY,
+    delete_tables, KernelView, NftablesProxier, SettingsError, SyncPlan, SyncReport,
+    STALE_CHAIN_DELAY,
 };
 pub use settings::{LocalTrafficDetector, ProxierSettings};

@@ -264,4 +264,6 @@ fn ipv6_full_sync_is_accepted_and_restart_reuses_kernel_state() {
         again.operations < from_scratch.main.len(),
         "elements and endpoint chains already in the kernel are not re-sent"
     );
+    kproxy_nftables::delete_tables(&mut nft, "kube-proxy").expect("cleanup");
+    assert!(ns.list("ip6").is_err(), "table deleted");
 }

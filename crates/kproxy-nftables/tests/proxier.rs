@@ -168,3 +168,23 @@ spec: {type: NodePort, clusterIP: 172.30.0.12, ports: [{name: p, port: 80, proto
         .expect("lists")
         .is_some());
 }
+
+#[test]
+fn cleanup_deletes_only_kproxy_tables() {
+    let mut world = World::new(IpFamily::V4, AFFINITY);
+    world.sync();
+    let mut other = kproxy_nftables::Transaction::new(Family::Ip, "filter");
+    other.add(kproxy_nftables::nft::Table::default());
+    world.nft.run(&other).expect("other table");
+    kproxy_nftables::delete_tables(&mut world.nft, "kube-proxy").expect("cleanup");
+    assert!(world
+        .nft
+        .list_table(Family::Ip, "kube-proxy")
+        .expect("lists")
+        .is_none());
+    assert!(world
+        .nft
+        .list_table(Family::Ip, "filter")
+        .expect("lists")
+        .is_some());
+}

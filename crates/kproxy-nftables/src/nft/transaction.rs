@@ -108,7 +108,7 @@ impl Transaction {
 
     /// The `nft -f -` text, one operation per line.
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.ops.len() * 96);
         for op in &self.ops {
             self.render_op(op, &mut out);
             out.push('\n');
@@ -116,47 +116,47 @@ impl Transaction {
         out
     }
 
-    fn prefix(&self, verb: &str, kind: &str) -> String {
-        format!("{verb} {kind} {} {}", self.family, self.table)
+    fn prefix(&self, verb: &str, kind: &str, out: &mut String) {
+        let _ = write!(out, "{verb} {kind} {} {}", self.family, self.table);
     }
 
     fn render_op(&self, op: &Operation, out: &mut String) {
         match op {
-            Operation::Add(object) => out.push_str(&self.render_object("add", object)),
-            Operation::Create(object) => out.push_str(&self.render_object("create", object)),
-            Operation::Flush(named) => out.push_str(&self.render_named("flush", named)),
-            Operation::Delete(named) => out.push_str(&self.render_named("delete", named)),
+            Operation::Add(object) => self.render_object("add", object, out),
+            Operation::Create(object) => self.render_object("create", object, out),
+            Operation::Flush(named) => self.render_named("flush", named, out),
+            Operation::Delete(named) => self.render_named("delete", named, out),
             Operation::DeleteElement(e) => {
-                let _ = write!(
-                    out,
-                    "{} {} {{ {} }}",
-                    self.prefix("delete", "element"),
-                    e.container,
-                    e.key
-                );
+                self.prefix("delete", "element", out);
+                let _ = write!(out, " {} {{ {} }}", e.container, e.key);
             }
         }
     }
 
-    fn render_named(&self, verb: &str, named: &Named) -> String {
-        match named {
-            Named::Table => self.prefix(verb, "table"),
-            Named::Chain(name) => format!("{} {name}", self.prefix(verb, "chain")),
-            Named::Set(name) => format!("{} {name}", self.prefix(verb, "set")),
-            Named::Map(name) => format!("{} {name}", self.prefix(verb, "map")),
+    fn render_named(&self, verb: &str, named: &Named, out: &mut String) {
+        let (kind, name) = match named {
+            Named::Table => ("table", None),
+            Named::Chain(name) => ("chain", Some(name)),
+            Named::Set(name) => ("set", Some(name)),
+            Named::Map(name) => ("map", Some(name)),
+        };
+        self.prefix(verb, kind, out);
+        if let Some(name) = name {
+            out.push(' ');
+            out.push_str(name);
         }
     }
 
-    fn render_object(&self, verb: &str, object: &Object) -> String {
-        let head = self.prefix(verb, object.keyword());
-        match object {
-            Object::Table(t) => format!("{head}{}", table_body(t)),
-            Object::Chain(c) => format!("{head} {}{}", c.name, chain_body(c)),
-            Object::Rule(r) => format!("{head} {} {}", r.chain, rule_text(r)),
-            Object::Set(s) => format!("{head} {} {}", s.name, set_body(s)),
-            Object::Map(m) => format!("{head} {} {}", m.name, map_body(m)),
-            Object::Element(e) => format!("{head} {} {{ {} }}", e.container, element_text(e)),
-        }
+    fn render_object(&self, verb: &str, object: &Object, out: &mut String) {
+        self.prefix(verb, object.keyword(), out);
+        let _ = match object {
+            Object::Table(t) => write!(out, "{}", table_body(t)),
+            Object::Chain(c) => write!(out, " {}{}", c.name, chain_body(c)),
+            Object::Rule(r) => write!(out, " {} {}", r.chain, rule_text(r)),
+            Object::Set(s) => write!(out, " {} {}", s.name, set_body(s)),
+            Object::Map(m) => write!(out, " {} {}", m.name, map_body(m)),
+            Object::Element(e) => write!(out, " {} {{ {} }}", e.container, element_text(e)),
+        };
     }
 }
 

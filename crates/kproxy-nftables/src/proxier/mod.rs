@@ -131,6 +131,15 @@ impl NftablesProxier {
         self.full_sync_needed
     }
 
+    /// Replaces the settings (node addresses, service CIDRs, ...); the next sync is full.
+    pub fn set_settings(&mut self, settings: ProxierSettings) -> Result<(), SettingsError> {
+        validate(&settings)?;
+        self.family = crate::render::base::family_of(&settings);
+        self.settings = settings;
+        self.full_sync_needed = true;
+        Ok(())
+    }
+
     /// Makes the next sync full (e.g. after the Node's labels changed).
     pub fn force_full_sync(&mut self) {
         self.full_sync_needed = true;
@@ -184,8 +193,9 @@ impl NftablesProxier {
                     .and_then(|entry| self.render(entry, &mut warnings));
                 self.replace_port(name, fresh, now, &mut writer);
             }
+            let touched = std::mem::take(&mut writer.touched);
             self.elements.reconcile(
-                &writer.touched.clone(),
+                &touched,
                 &mut writer.element_deletes,
                 &mut writer.element_adds,
             );
@@ -390,7 +400,7 @@ impl NftablesProxier {
             .retain(|name, _| known.contains(name) && !active.contains(name));
         for name in known.iter().filter(|n| !active.contains(*n)) {
             w.flush_stale(name);
-            self.stale.entry(name.clone()).or_insert(now);
+            self.stale.insert(name.clone(), now);
         }
         let active_sets: BTreeSet<String> = self
             .ports
@@ -466,6 +476,18 @@ impl NftablesProxier {
         self.elements
             .reconcile(&keys, &mut w.element_deletes, &mut w.element_adds);
     }
+}
+
+/// Removes kproxy's table from both families (`--cleanup`); absent tables are fine.
+pub fn delete_tables(runner: &mut dyn NftRunner, table: &str) -> Result<(), NftError> {
+    for family in [Family::Ip, Family::Ip6] {
+        if runner.list_table(family, table)?.is_some() {
+            let mut tx = Transaction::new(family, table);
+            tx.delete(Named::Table);
+            runner.run(&tx)?;
+        }
+    }
+    Ok(())
 }
 
 /// Collects a sync's operations in an order the kernel accepts: fixed objects, chain
