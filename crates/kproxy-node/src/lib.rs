@@ -1,1 +1,35 @@
-//! kproxy-node (placeholder)
+//! kproxy's node agent: what runs as `kproxy` on every node, a drop-in for kube-proxy.
+//!
+//! - [`flags`] and [`config`]: kube-proxy's flags and KubeProxyConfiguration file, resolved
+//!   with kube-proxy's precedence into an [`AgentConfig`].
+//! - [`sync_loop`]: source events into the cluster store, changes coalesced by the
+//!   [`bounded_runner`], per-family snapshots handed to a [`mode::ProxyMode`]; conntrack
+//!   cleanup ([`conntrack`]), health-check node ports ([`hcserver`]), health ([`healthz`])
+//!   and [`metrics`] shared by every mode.
+//! - [`iptables_mode`]: the iptables mode over the pure renderer in `kproxy-iptables`.
+//! - [`kernel`]: the only code that runs tools (`iptables-restore`, `iptables-save`,
+//!   `iptables`, sysctls), one trait per tool with a real and a fake implementation.
+//! - [`cleanup`]: `--cleanup`.
+//! - [`agent`]: the wiring, and the entry points [`run_agent`] and [`cleanup()`].
+
+pub mod agent;
+pub mod bounded_runner;
+pub mod cleanup;
+pub mod config;
+pub mod config_file;
+pub mod conntrack;
+pub mod duration;
+pub mod flags;
+pub mod hcserver;
+pub mod healthz;
+pub mod http;
+pub mod iptables_mode;
+pub mod kernel;
+pub mod logging;
+pub mod metrics;
+pub mod mode;
+pub mod sync_loop;
+
+pub use agent::{cleanup, run_agent, serve, AgentError};
+pub use config::AgentConfig;
+pub use flags::AgentArgs;

@@ -1,0 +1,405 @@
+//! The iptables mode: one [`IptablesProxier`] per family, applied through the iptables
+//! tools with `--noflush`; jump rules and canary chains ensured before each full sync;
+//! kernel chains read once at start (and again only when node facts change the settings).
+
+use crate::config::{AgentConfig, DetectLocal, NodePortAddresses};
+use crate::kernel::{IptablesKernel, KernelError};
+use crate::mode::{FamilySync, ProxyMode, TableRules};
+use ipnet::IpNet;
+use kproxy_iptables::{jump_rules, mark_for_bit, IptablesProxier, IptablesSettings, LocalDetector};
+use kproxy_model::{IpFamily, NamespacedName, NodeFacts, Snapshot};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+/// kube-proxy's canary chain; its disappearance means someone flushed the tables.
+pub const CANARY_CHAIN: &str = "KUBE-PROXY-CANARY";
+/// Tables holding a canary chain.
+pub const CANARY_TABLES: [&str; 3] = ["mangle", "nat", "filter"];
+
+/// The node settings the iptables mode derives its rulesets from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IptablesModeSettings {
+    /// This node's name.
+    pub node_name: String,
+    /// Cluster CIDRs.
+    pub cluster_cidrs: Vec<IpNet>,
+    /// Pod traffic detection.
+    pub detect_local: DetectLocal,
+    /// `--masquerade-all`.
+    pub masquerade_all: bool,
+    /// `--iptables-masquerade-bit`.
+    pub masquerade_bit: u32,
+    /// `--iptables-localhost-nodeports`.
+    pub localhost_node_ports: bool,
+    /// `--nodeport-addresses`.
+    pub node_port_addresses: NodePortAddresses,
+    /// `--iptables-sync-period`.
+    pub sync_period: Duration,
+    /// `--bind-address`, when set.
+    pub bind_address: Option<IpAddr>,
+    /// `--conntrack-tcp-be-liberal`.
+    pub tcp_be_liberal: bool,
+    /// The host's interface addresses (for `--nodeport-addresses` CIDRs).
+    pub host_addresses: Vec<IpAddr>,
+}
+
+impl IptablesModeSettings {
+    /// The settings from the agent's configuration and the host's addresses.
+    pub fn from_config(config: &AgentConfig, host_addresses: Vec<IpAddr>) -> Self {
+        IptablesModeSettings {
+            node_name: config.node_name.clone(),
+            cluster_cidrs: config.cluster_cidrs.clone(),
+            detect_local: config.detect_local.clone(),
+            masquerade_all: config.masquerade_all,
+            masquerade_bit: config.masquerade_bit,
+            localhost_node_ports: config.localhost_node_ports,
+            node_port_addresses: config.node_port_addresses.clone(),
+            sync_period: config.sync_period,
+            bind_address: config.bind_address,
+            tcp_be_liberal: config.conntrack.tcp_be_liberal,
+            host_addresses,
+        }
+    }
+
+    /// The node's IP of a family: `--bind-address`, else the Node's first address.
+    pub fn node_ip(&self, family: IpFamily, node: Option<&NodeFacts>) -> Option<IpAddr> {
+        self.bind_address
+            .filter(|ip| IpFamily::of(ip) == family)
+            .or_else(|| {
+                node?
+                    .addresses
+                    .iter()
+                    .copied()
+                    .find(|ip| IpFamily::of(ip) == family)
+            })
+    }
+
+    /// The NodePort CIDRs of a family; `None` means every local address.
+    fn node_port_cidrs(&self, family: IpFamily, node: Option<&NodeFacts>) -> Option<Vec<IpNet>> {
+        let cidrs: Vec<IpNet> = match &self.node_port_addresses {
+            NodePortAddresses::All => Vec::new(),
+            NodePortAddresses::Primary => self
+                .node_ip(family, node)
+                .and_then(|ip| IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).ok())
+                .into_iter()
+                .collect(),
+            NodePortAddresses::Cidrs(cidrs) => cidrs
+                .iter()
+                .copied()
+                .filter(|c| IpFamily::of_net(c) == family)
+                .collect(),
+        };
+        if cidrs.is_empty() || cidrs.iter().any(|c| c.prefix_len() == 0) {
+            None
+        } else {
+            Some(cidrs)
+        }
+    }
+
+    /// Whether NodePorts are accepted on 127.0.0.1 (so `route_localnet` is needed).
+    pub fn localhost_node_ports_active(&self, node: Option<&NodeFacts>) -> bool {
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        self.localhost_node_ports
+            && self
+                .node_port_cidrs(IpFamily::V4, node)
+                .is_none_or(|cidrs| cidrs.iter().any(|c| c.contains(&loopback)))
+    }
+
+    fn local_detector(&self, family: IpFamily, node: Option<&NodeFacts>) -> LocalDetector {
+        let of_family = |cidrs: Vec<IpNet>| {
+            let cidrs: Vec<IpNet> = cidrs
+                .into_iter()
+                .filter(|c| IpFamily::of_net(c) == family)
+                .collect();
+            if cidrs.is_empty() {
+                LocalDetector::None
+            } else {
+                LocalDetector::Cidrs(cidrs)
+            }
+        };
+        match &self.detect_local {
+            DetectLocal::ClusterCidr => of_family(self.cluster_cidrs.clone()),
+            DetectLocal::NodeCidr => of_family(
+                node.map(|n| {
+                    n.pod_cidrs
+                        .iter()
+                        .filter_map(|c| kproxy_model::parse_cidr_sloppy(c))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ),
+            DetectLocal::BridgeInterface(name) => LocalDetector::Interface(name.clone()),
+            DetectLocal::InterfaceNamePrefix(prefix) => {
+                LocalDetector::Interface(format!("{prefix}+"))
+            }
+        }
+    }
+
+    /// The renderer's settings for one family.
+    pub fn for_family(
+        &self,
+        family: IpFamily,
+        node: Option<&NodeFacts>,
+        random_fully: bool,
+    ) -> IptablesSettings {
+        let mut settings = IptablesSettings::new(family, &self.node_name);
+        settings.topology.zone = node.and_then(|n| n.zone.clone());
+        settings.node_ip = self.node_ip(family, node);
+        settings.local_detector = self.local_detector(family, node);
+        settings.masquerade_all = self.masquerade_all;
+        settings.masquerade_mark = mark_for_bit(self.masquerade_bit);
+        settings.node_port_ips = self.node_port_cidrs(family, node).map(|cidrs| {
+            self.host_addresses
+                .iter()
+                .copied()
+                .filter(|ip| cidrs.iter().any(|c| c.contains(ip)))
+                .collect()
+        });
+        settings.localhost_node_ports = self.localhost_node_ports_active(node);
+        settings.conntrack_tcp_liberal = self.tcp_be_liberal;
+        settings.random_fully = random_fully;
+        settings.sync_period = self.sync_period;
+        settings
+    }
+}
+
+/// One family's tools, as handed to [`IptablesMode::new`].
+pub struct IptablesFamilyKernel {
+    /// The family.
+    pub family: IpFamily,
+    /// Its tools.
+    pub kernel: Box<dyn IptablesKernel>,
+    /// Whether its iptables supports `MASQUERADE --random-fully` (1.6.2 and later).
+    pub random_fully: bool,
+}
+
+struct FamilyState {
+    family: IpFamily,
+    kernel: Box<dyn IptablesKernel>,
+    random_fully: bool,
+    proxier: IptablesProxier,
+    synced_once: bool,
+}
+
+/// The iptables proxy mode.
+pub struct IptablesMode {
+    settings: IptablesModeSettings,
+    families: Vec<FamilyState>,
+}
+
+impl IptablesMode {
+    /// Builds one proxier per family and reads each family's nat chains once, so stale
+    /// chains from an earlier run are deleted by the first sync.
+    pub fn new(
+        settings: IptablesModeSettings,
+        kernels: Vec<IptablesFamilyKernel>,
+        node: Option<&NodeFacts>,
+    ) -> Result<Self, KernelError> {
+        let mut families = Vec::new();
+        for mut entry in kernels {
+            let proxier = new_proxier(
+                settings.for_family(entry.family, node, entry.random_fully),
+                entry.kernel.as_mut(),
+            )?;
+            families.push(FamilyState {
+                family: entry.family,
+                kernel: entry.kernel,
+                random_fully: entry.random_fully,
+                proxier,
+                synced_once: false,
+            });
+        }
+        Ok(IptablesMode { settings, families })
+    }
+
+    fn family_mut(&mut self, family: IpFamily) -> Option<&mut FamilyState> {
+        self.families.iter_mut().find(|f| f.family == family)
+    }
+}
+
+fn new_proxier(
+    settings: IptablesSettings,
+    kernel: &mut dyn IptablesKernel,
+) -> Result<IptablesProxier, KernelError> {
+    let nat = kernel.save_table("nat")?;
+    let mut proxier = IptablesProxier::new(settings);
+    proxier.set_kernel_chains(chains_in_save_output(&nat));
+    Ok(proxier)
+}
+
+/// Chain names declared in `iptables-save` output.
+pub fn chains_in_save_output(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(':'))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Makes sure the canary chains, the kube chains the jumps point at, and the jump rules
+/// at the top of the built-in chains exist.
+fn ensure_jumps(
+    kernel: &mut dyn IptablesKernel,
+    settings: &IptablesSettings,
+) -> Result<(), KernelError> {
+    for table in CANARY_TABLES {
+        kernel.ensure_chain(table, CANARY_CHAIN)?;
+    }
+    for jump in jump_rules(settings.family, settings.localhost_node_ports)
+        .iter()
+        .rev()
+    {
+        kernel.ensure_chain(jump.table, jump.target)?;
+        let args = jump_args(jump);
+        if !kernel.has_rule(jump.table, jump.chain, &args)? {
+            kernel.insert_rule(jump.table, jump.chain, &args)?;
+        }
+    }
+    Ok(())
+}
+
+fn jump_args(jump: &kproxy_iptables::JumpRule) -> Vec<String> {
+    let mut args = crate::kernel::iptables::split_rule_args(&jump.matches);
+    args.extend(["-j".to_string(), jump.target.to_string()]);
+    args
+}
+
+impl FamilyState {
+    fn sync(
+        &mut self,
+        snapshot: &Snapshot,
+        changed: &BTreeSet<NamespacedName>,
+        now: Instant,
+    ) -> FamilySync {
+        let plan = self.proxier.sync(snapshot, changed, now);
+        let mut report = FamilySync {
+            full: plan.full,
+            nat: TableRules {
+                total: plan.nat_rules_total,
+                written: plan.nat_rules_written,
+            },
+            filter: TableRules {
+                total: plan.filter_rules,
+                written: plan.filter_rules,
+            },
+            no_local_internal: plan.no_local_internal,
+            no_local_external: plan.no_local_external,
+            ..FamilySync::default()
+        };
+        let mut result = Ok(());
+        if plan.full {
+            result = ensure_jumps(self.kernel.as_mut(), self.proxier.settings());
+        }
+        if result.is_ok() {
+            result = self.kernel.restore(&plan.restore);
+        }
+        report.ok = result.is_ok();
+        report.partial_failed = !plan.full && !report.ok;
+        report.error = result.err().map(|e| e.to_string());
+        self.proxier.applied(report.ok);
+        self.synced_once |= report.ok;
+        report
+    }
+
+    fn check(&mut self) -> Vec<String> {
+        if !self.synced_once {
+            return Vec::new();
+        }
+        let family = self.family;
+        let mut problems = Vec::new();
+        let mut note = |result: Result<bool, KernelError>, what: String| match result {
+            Ok(true) => {}
+            Ok(false) => problems.push(format!("{family:?}: {what}")),
+            Err(e) => problems.push(format!("{family:?}: checking {what}: {e}")),
+        };
+        for table in CANARY_TABLES {
+            let exists = self
+                .kernel
+                .list_chain(table, CANARY_CHAIN)
+                .map(|rules| rules.is_some());
+            note(
+                exists,
+                format!("canary chain {table}/{CANARY_CHAIN} is missing"),
+            );
+        }
+        for (table, chain) in [("nat", "KUBE-POSTROUTING"), ("filter", "KUBE-FORWARD")] {
+            let filled = self
+                .kernel
+                .list_chain(table, chain)
+                .map(|rules| rules.is_some_and(|r| r.iter().any(|l| l.starts_with("-A "))));
+            note(filled, format!("{table}/{chain} is missing or flushed"));
+        }
+        let settings = self.proxier.settings().clone();
+        for jump in jump_rules(settings.family, settings.localhost_node_ports) {
+            let present = self
+                .kernel
+                .has_rule(jump.table, jump.chain, &jump_args(&jump));
+            note(
+                present,
+                format!(
+                    "jump {}/{} -> {} is missing",
+                    jump.table, jump.chain, jump.target
+                ),
+            );
+        }
+        if !problems.is_empty() {
+            self.proxier.force_full_sync();
+        }
+        problems
+    }
+}
+
+impl ProxyMode for IptablesMode {
+    fn name(&self) -> &'static str {
+        "iptables"
+    }
+
+    fn families(&self) -> Vec<IpFamily> {
+        self.families.iter().map(|f| f.family).collect()
+    }
+
+    fn node_changed(&mut self, node: &NodeFacts) {
+        for state in &mut self.families {
+            let settings = self
+                .settings
+                .for_family(state.family, Some(node), state.random_fully);
+            if settings == *state.proxier.settings() {
+                state.proxier.invalidate();
+                continue;
+            }
+            match new_proxier(settings, state.kernel.as_mut()) {
+                Ok(proxier) => state.proxier = proxier,
+                Err(e) => {
+                    crate::logging::warn(format!(
+                        "{:?}: re-reading nat chains after a node change: {e}; keeping the old settings",
+                        state.family
+                    ));
+                    state.proxier.invalidate();
+                }
+            }
+        }
+    }
+
+    fn sync(
+        &mut self,
+        snapshot: &Snapshot,
+        changed: &BTreeSet<NamespacedName>,
+        now: Instant,
+    ) -> FamilySync {
+        match self.family_mut(snapshot.family()) {
+            Some(state) => state.sync(snapshot, changed, now),
+            None => FamilySync {
+                error: Some(format!("no {:?} proxier", snapshot.family())),
+                ..FamilySync::default()
+            },
+        }
+    }
+
+    fn check_kernel(&mut self) -> Vec<String> {
+        self.families
+            .iter_mut()
+            .flat_map(FamilyState::check)
+            .collect()
+    }
+}

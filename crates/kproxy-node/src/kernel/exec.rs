@@ -1,0 +1,237 @@
+//! The one place the agent starts kernel tools: a child process with stdin, captured
+//! output and a deadline. A child that outlives its deadline is killed with its whole
+//! process group and reaped, so hung tools never pile up.
+
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a finished tool printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolOutput {
+    /// Exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl ToolOutput {
+    /// Whether the tool exited with status 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// A tool could not be run to completion.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The program could not be started.
+    #[error("running {}: {source}", program.display())]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The program ran past its deadline and was killed.
+    #[error("{} did not finish within {after:?} and was killed", program.display())]
+    Timeout {
+        /// The program.
+        program: PathBuf,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The program failed.
+    #[error("{} {args} failed ({status}): {stderr}", program.display())]
+    Failed {
+        /// The program.
+        program: PathBuf,
+        /// Its arguments, joined.
+        args: String,
+        /// Exit status, as text.
+        status: String,
+        /// The last lines of its standard error.
+        stderr: String,
+    },
+    /// A tool needed for this family or backend is not installed.
+    #[error("{0} not found in PATH, /usr/sbin or /sbin")]
+    Missing(String),
+}
+
+impl KernelError {
+    /// The error for a tool that exited with a non-zero status.
+    pub fn failed(program: &Path, args: &[String], output: &ToolOutput) -> Self {
+        let stderr: Vec<&str> = output.stderr.lines().rev().take(5).collect();
+        KernelError::Failed {
+            program: program.to_path_buf(),
+            args: args.join(" "),
+            status: output
+                .code
+                .map_or_else(|| "killed by a signal".into(), |c| format!("exit {c}")),
+            stderr: stderr.into_iter().rev().collect::<Vec<_>>().join(" / "),
+        }
+    }
+}
+
+/// Runs `program args…`, writing `stdin` to it, and waits at most `timeout`.
+pub fn run_tool(
+    program: &Path,
+    args: &[String],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<ToolOutput, KernelError> {
+    let spawn_error = |source| KernelError::Spawn {
+        program: program.to_path_buf(),
+        source,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(spawn_error)?;
+    let input = child.stdin.take();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    std::thread::scope(|scope| {
+        if let (Some(mut pipe), Some(bytes)) = (input, stdin) {
+            // A child that exits early closes the pipe; its status tells what happened.
+            scope.spawn(move || pipe.write_all(bytes));
+        }
+        let out = scope.spawn(move || read_all(stdout.as_mut()));
+        let err = scope.spawn(move || read_all(stderr.as_mut()));
+        let status = wait_with_deadline(&mut child, timeout);
+        let stdout = out.join().unwrap_or_default();
+        let stderr = err.join().unwrap_or_default();
+        match status {
+            Some(status) => Ok(ToolOutput {
+                code: status.code(),
+                stdout,
+                stderr,
+            }),
+            None => Err(KernelError::Timeout {
+                program: program.to_path_buf(),
+                after: timeout,
+            }),
+        }
+    })
+}
+
+fn read_all(pipe: Option<&mut impl Read>) -> String {
+    let mut bytes = Vec::new();
+    if let Some(pipe) = pipe {
+        let _ = pipe.read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Waits for the child; past the deadline kills its process group and reaps it.
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            _ => {
+                kill_group(child);
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+fn kill_group(child: &mut Child) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) with a negative pid signals the process group the child leads
+    // (spawned with process_group(0)); it has no memory-safety preconditions.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+    let _ = child.kill();
+}
+
+/// Finds a tool in `PATH`, then `/usr/sbin` and `/sbin` (often missing from `PATH`).
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ToolOutput, KernelError> {
+        run_tool(
+            Path::new("/bin/sh"),
+            &["-c".to_string(), script.to_string()],
+            stdin,
+            timeout,
+        )
+    }
+
+    #[test]
+    fn captures_output_and_feeds_stdin() {
+        let output = sh(
+            "cat; echo oops >&2; exit 3",
+            Some(b"hello\n"),
+            Duration::from_secs(10),
+        )
+        .expect("runs");
+        assert_eq!(output.code, Some(3));
+        assert_eq!(output.stdout, "hello\n");
+        assert_eq!(output.stderr, "oops\n");
+    }
+
+    #[test]
+    fn kills_a_hung_tool_and_its_children() {
+        let started = Instant::now();
+        let error =
+            sh("sleep 30 & sleep 30", None, Duration::from_millis(200)).expect_err("must time out");
+        assert!(matches!(error, KernelError::Timeout { .. }), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the grandchild kept the pipes open"
+        );
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error() {
+        let error = run_tool(
+            Path::new("/nonexistent/iptables-restore"),
+            &[],
+            None,
+            Duration::from_secs(1),
+        )
+        .expect_err("must fail");
+        assert!(matches!(error, KernelError::Spawn { .. }));
+        assert!(find_tool("sh").is_some());
+        assert!(find_tool("no-such-tool-kproxy").is_none());
+    }
+}

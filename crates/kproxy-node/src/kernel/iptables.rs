@@ -1,0 +1,295 @@
+//! The iptables tools: one small trait per tool, and the real implementation that runs
+//! `iptables-restore`, `iptables-save` and `iptables` of one family and backend.
+
+use super::exec::{find_tool, run_tool, KernelError, ToolOutput};
+use kproxy_model::IpFamily;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// kube-proxy's xtables lock arguments: wait up to 5 s, polling every 100 ms.
+const WAIT_ARGS: [&str; 4] = ["-w", "5", "-W", "100000"];
+
+/// How long a single `iptables` or `iptables-save` call may take.
+const SHORT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The iptables implementation in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Backend {
+    /// `iptables-nft`: the nf_tables kernel API.
+    Nft,
+    /// `iptables-legacy`: the x_tables kernel API.
+    Legacy,
+}
+
+impl Backend {
+    /// The name used in tool names and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Nft => "nft",
+            Backend::Legacy => "legacy",
+        }
+    }
+}
+
+/// `iptables-restore --noflush`: applies a ruleset transaction.
+pub trait RestoreTool {
+    /// Applies restore input, leaving chains it does not mention alone.
+    fn restore(&mut self, input: &str) -> Result<(), KernelError>;
+}
+
+/// `iptables-save`: reads a table.
+pub trait SaveTool {
+    /// The table in `iptables-save` format.
+    fn save_table(&mut self, table: &str) -> Result<String, KernelError>;
+}
+
+/// `iptables`: single-chain and single-rule operations.
+pub trait RuleTool {
+    /// Creates a chain unless it exists.
+    fn ensure_chain(&mut self, table: &str, chain: &str) -> Result<(), KernelError>;
+    /// Whether a rule (match and target arguments, without the chain) exists.
+    fn has_rule(&mut self, table: &str, chain: &str, rule: &[String]) -> Result<bool, KernelError>;
+    /// Inserts a rule at the top of a chain.
+    fn insert_rule(&mut self, table: &str, chain: &str, rule: &[String])
+        -> Result<(), KernelError>;
+    /// The chain's rules in `-S` form, or `None` when the chain does not exist.
+    fn list_chain(&mut self, table: &str, chain: &str) -> Result<Option<Vec<String>>, KernelError>;
+}
+
+/// All three tools of one family and backend.
+pub trait IptablesKernel: RestoreTool + SaveTool + RuleTool + Send {}
+
+impl<T: RestoreTool + SaveTool + RuleTool + Send> IptablesKernel for T {}
+
+/// Paths of the three tools of one family and backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IptablesTools {
+    /// The family.
+    pub family: IpFamily,
+    /// The backend.
+    pub backend: Backend,
+    /// `iptables-restore` (or `ip6tables-restore`).
+    pub restore: PathBuf,
+    /// `iptables-save`.
+    pub save: PathBuf,
+    /// `iptables`.
+    pub iptables: PathBuf,
+}
+
+impl IptablesTools {
+    /// Finds the tools for a family and backend. `KPROXY_IPTABLES_RESTORE` /
+    /// `KPROXY_IP6TABLES_RESTORE` replace the restore tool (for fault injection).
+    pub fn find(family: IpFamily, backend: Backend) -> Result<IptablesTools, KernelError> {
+        let base = match family {
+            IpFamily::V4 => "iptables",
+            IpFamily::V6 => "ip6tables",
+        };
+        let locate = |suffix: &str| {
+            let name = format!("{base}-{}{suffix}", backend.name());
+            find_tool(&name).ok_or(KernelError::Missing(name))
+        };
+        let override_var = match family {
+            IpFamily::V4 => "KPROXY_IPTABLES_RESTORE",
+            IpFamily::V6 => "KPROXY_IP6TABLES_RESTORE",
+        };
+        let restore = match std::env::var_os(override_var) {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => locate("-restore")?,
+        };
+        Ok(IptablesTools {
+            family,
+            backend,
+            restore,
+            save: locate("-save")?,
+            iptables: locate("")?,
+        })
+    }
+}
+
+/// Runs the real tools.
+#[derive(Debug, Clone)]
+pub struct ExecIptables {
+    tools: IptablesTools,
+    restore_timeout: Duration,
+}
+
+impl ExecIptables {
+    /// Runs these tools; a restore taking longer than `restore_timeout` is killed.
+    pub fn new(tools: IptablesTools, restore_timeout: Duration) -> Self {
+        ExecIptables {
+            tools,
+            restore_timeout,
+        }
+    }
+
+    /// The tools run.
+    pub fn tools(&self) -> &IptablesTools {
+        &self.tools
+    }
+
+    /// The version line (`iptables v1.8.9 (nf_tables)`).
+    pub fn version(&self) -> Result<String, KernelError> {
+        let output = self.iptables(&["--version".to_string()])?;
+        Ok(output.stdout.trim().to_string())
+    }
+
+    fn iptables(&self, args: &[String]) -> Result<ToolOutput, KernelError> {
+        run_tool(&self.tools.iptables, args, None, SHORT_TOOL_TIMEOUT)
+    }
+
+    fn table_args(table: &str, op: &str, chain: &str, rule: &[String]) -> Vec<String> {
+        let mut args: Vec<String> = WAIT_ARGS.iter().map(|a| a.to_string()).collect();
+        args.extend(["-t", table, op, chain].map(String::from));
+        args.extend(rule.iter().cloned());
+        args
+    }
+}
+
+impl RestoreTool for ExecIptables {
+    fn restore(&mut self, input: &str) -> Result<(), KernelError> {
+        let mut args: Vec<String> = WAIT_ARGS.iter().map(|a| a.to_string()).collect();
+        args.extend(["--noflush".to_string(), "--counters".to_string()]);
+        let output = run_tool(
+            &self.tools.restore,
+            &args,
+            Some(input.as_bytes()),
+            self.restore_timeout,
+        )?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(KernelError::failed(&self.tools.restore, &args, &output))
+        }
+    }
+}
+
+impl SaveTool for ExecIptables {
+    fn save_table(&mut self, table: &str) -> Result<String, KernelError> {
+        let args = vec!["-t".to_string(), table.to_string()];
+        let output = run_tool(&self.tools.save, &args, None, SHORT_TOOL_TIMEOUT)?;
+        if output.success() {
+            Ok(output.stdout)
+        } else {
+            Err(KernelError::failed(&self.tools.save, &args, &output))
+        }
+    }
+}
+
+impl RuleTool for ExecIptables {
+    fn ensure_chain(&mut self, table: &str, chain: &str) -> Result<(), KernelError> {
+        let args = Self::table_args(table, "-N", chain, &[]);
+        let output = self.iptables(&args)?;
+        if output.success() || output.stderr.contains("exists") {
+            Ok(())
+        } else {
+            Err(KernelError::failed(&self.tools.iptables, &args, &output))
+        }
+    }
+
+    fn has_rule(&mut self, table: &str, chain: &str, rule: &[String]) -> Result<bool, KernelError> {
+        let args = Self::table_args(table, "-C", chain, rule);
+        let output = self.iptables(&args)?;
+        match output.code {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ if output.stderr.contains("does a matching rule exist")
+                || output.stderr.contains("No chain/target/match by that name") =>
+            {
+                Ok(false)
+            }
+            _ => Err(KernelError::failed(&self.tools.iptables, &args, &output)),
+        }
+    }
+
+    fn insert_rule(
+        &mut self,
+        table: &str,
+        chain: &str,
+        rule: &[String],
+    ) -> Result<(), KernelError> {
+        let args = Self::table_args(table, "-I", chain, rule);
+        let output = self.iptables(&args)?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(KernelError::failed(&self.tools.iptables, &args, &output))
+        }
+    }
+
+    fn list_chain(&mut self, table: &str, chain: &str) -> Result<Option<Vec<String>>, KernelError> {
+        let args = Self::table_args(table, "-S", chain, &[]);
+        let output = self.iptables(&args)?;
+        if output.success() {
+            Ok(Some(output.stdout.lines().map(str::to_string).collect()))
+        } else if output.code == Some(1) {
+            Ok(None)
+        } else {
+            Err(KernelError::failed(&self.tools.iptables, &args, &output))
+        }
+    }
+}
+
+/// Splits rule text into arguments as a shell would for iptables rules: on spaces, with
+/// double-quoted parts (comments) kept whole and unquoted.
+pub fn split_rule_args(text: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
+            '\\' if quoted => {
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+            }
+            ' ' | '\t' if !quoted => {
+                if started {
+                    args.push(std::mem::take(&mut current));
+                    started = false;
+                }
+            }
+            _ => {
+                current.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        args.push(current);
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_quoted_comments() {
+        let args = split_rule_args(
+            r#"-m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES"#,
+        );
+        assert_eq!(
+            args,
+            [
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW",
+                "-m",
+                "comment",
+                "--comment",
+                "kubernetes service portals",
+                "-j",
+                "KUBE-SERVICES"
+            ]
+        );
+        assert_eq!(split_rule_args(r#"--comment """#), ["--comment", ""]);
+    }
+}

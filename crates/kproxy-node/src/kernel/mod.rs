@@ -1,0 +1,15 @@
+//! The agent's kernel seam: the one place tools are run ([`exec`]), one trait per
+//! iptables tool with the real implementation ([`iptables`]), backend choice
+//! ([`backend`]), kernel parameters ([`sysctl`]) and a fake for tests ([`fake`]).
+
+pub mod addresses;
+pub mod backend;
+pub mod exec;
+pub mod fake;
+pub mod iptables;
+pub mod sysctl;
+
+pub use exec::KernelError;
+pub use iptables::{
+    Backend, ExecIptables, IptablesKernel, IptablesTools, RestoreTool, RuleTool, SaveTool,
+};
