@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Print the iptables-restore input kproxy would apply for a cluster (no root needed).
     Rules(cli::rules::RulesArgs),
+    /// Walk a packet through a ruleset (a dump, or the live one) and print its path.
+    Trace(cli::trace::TraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +32,13 @@ fn main() -> ExitCode {
                 }
                 write_stdout(&text)
             }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Trace(args) => match cli::trace::run(&args) {
+            Ok(text) => write_stdout(&text),
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)

@@ -1,3 +1,4 @@
 //! The subcommands of the kproxy binary.
 
 pub mod rules;
+pub mod trace;

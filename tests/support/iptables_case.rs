@@ -27,10 +27,18 @@ pub struct IptablesCase {
 
 impl IptablesCase {
     pub fn open(dir: &Path) -> Result<Self, String> {
-        let settings = load(&dir.join("proxier.yaml"))?;
         let text = std::fs::read_to_string(dir.join("cluster.yaml")).map_err(|e| e.to_string())?;
         let manifest = parse_manifest(&text).map_err(|e| format!("cluster.yaml: {e}"))?;
-        let store = ClusterStore::from_objects(manifest.objects);
+        Self::with_store(dir, ClusterStore::from_objects(manifest.objects))
+    }
+
+    /// A case with no cluster: its kernel state is given as a static ruleset.
+    pub fn open_static(dir: &Path) -> Result<Self, String> {
+        Self::with_store(dir, ClusterStore::new())
+    }
+
+    fn with_store(dir: &Path, store: ClusterStore) -> Result<Self, String> {
+        let settings = load(&dir.join("proxier.yaml"))?;
         let family = settings.iptables.family;
         let node = settings.iptables.topology.node_name.clone();
         Ok(IptablesCase {

@@ -8,6 +8,15 @@ use std::path::Path;
 
 /// Runs one iptables case directory.
 pub fn check_case(dir: &Path) -> Result<(), String> {
+    if dir.join("input.iptables").exists() {
+        let mut case = IptablesCase::open_static(dir)?;
+        let input =
+            std::fs::read_to_string(dir.join("input.iptables")).map_err(|e| e.to_string())?;
+        case.kernel
+            .restore(&input)
+            .map_err(|e| format!("input.iptables: {e}"))?;
+        return super::flows::check_static_flows(dir, &case);
+    }
     let mut known = false;
     if dir.join("steps.yaml").exists() {
         known = true;

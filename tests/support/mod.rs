@@ -11,6 +11,8 @@ use std::path::Path;
 pub fn check_case(mode: &str, dir: &Path) -> Result<(), String> {
     match mode {
         "iptables" => iptables_checks::check_case(dir),
+        "nftables" => kproxy_nftables::conformance::check_case(dir),
+        "ipvs" => kproxy_ipvs::conformance::check_case(dir),
         other => Err(format!("mode {other} is not implemented yet")),
     }
 }

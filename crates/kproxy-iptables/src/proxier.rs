@@ -7,8 +7,9 @@ use crate::service::{render_service, RenderContext, ServiceRules};
 use crate::settings::{
     IptablesSettings, INVALID_DROPPED_COUNTER, LARGE_CLUSTER_ENDPOINTS_THRESHOLD,
 };
-use kproxy_model::{IpFamily, NamespacedName, ServicePortName, Snapshot};
-use std::collections::{BTreeSet, HashMap};
+use kproxy_model::{IpFamily, NamespacedName, ServiceEntry, ServicePortName, Snapshot};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,9 +39,11 @@ struct CachedService {
     large_cluster: bool,
 }
 
-/// Chains a sync will have written once it succeeds.
+/// What a sync changes in the kernel once it succeeds.
 struct PendingBelief {
-    written: Vec<String>,
+    written: Vec<(ServicePortName, Arc<ServiceRules>)>,
+    removed: Vec<ServicePortName>,
+    newly_stale: Vec<String>,
     deleted: Vec<String>,
     full: bool,
 }
@@ -48,13 +51,17 @@ struct PendingBelief {
 /// Renders syncs for one IP family and tracks kernel state between them.
 pub struct IptablesProxier {
     settings: IptablesSettings,
-    cache: HashMap<ServicePortName, CachedService>,
-    kernel_chains: BTreeSet<String>,
+    cache: FxHashMap<ServicePortName, CachedService>,
+    /// The per-service chains believed in the kernel, by the port that owns them.
+    kernel: BTreeMap<ServicePortName, Arc<ServiceRules>>,
+    /// Chains believed in the kernel that no service port uses any more.
+    stale: BTreeSet<String>,
     need_full_sync: bool,
     last_full_sync: Option<Instant>,
     last_cleanup: Option<Instant>,
     pending: Option<PendingBelief>,
     partial_restore_failures: u64,
+    last_size: usize,
 }
 
 impl IptablesProxier {
@@ -62,13 +69,15 @@ impl IptablesProxier {
     pub fn new(settings: IptablesSettings) -> Self {
         IptablesProxier {
             settings,
-            cache: HashMap::new(),
-            kernel_chains: BTreeSet::new(),
+            cache: FxHashMap::default(),
+            kernel: BTreeMap::new(),
+            stale: BTreeSet::new(),
             need_full_sync: true,
             last_full_sync: None,
             last_cleanup: None,
             pending: None,
             partial_restore_failures: 0,
+            last_size: 0,
         }
     }
 
@@ -80,7 +89,7 @@ impl IptablesProxier {
     /// Tells the proxier which nat chains exist in the kernel (read once at start), so
     /// stale service chains left by an earlier run are deleted by the first sync.
     pub fn set_kernel_chains(&mut self, chains: impl IntoIterator<Item = String>) {
-        self.kernel_chains = chains.into_iter().filter(|c| is_service_chain(c)).collect();
+        self.stale = chains.into_iter().filter(|c| is_service_chain(c)).collect();
     }
 
     /// Makes the next sync a full one (after a node change, or on request).
@@ -123,31 +132,53 @@ impl IptablesProxier {
                 .last_full_sync
                 .is_none_or(|t| now.saturating_duration_since(t) > self.settings.full_sync_period);
         let large_cluster = snapshot.endpoint_count() > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
-        self.cache.retain(|name, _| snapshot.entry(name).is_some());
-        let mut sections = Sections::default();
+        let mut sections = Sections::with_capacity(self.last_size);
         let mut plan = SyncPlan {
             full,
             ..SyncPlan::default()
         };
-        let mut active: BTreeSet<String> = BTreeSet::new();
-        let mut written: Vec<String> = Vec::new();
+        let mut pending = PendingBelief {
+            written: Vec::new(),
+            removed: self.removed_ports(snapshot, changed, full),
+            newly_stale: Vec::new(),
+            deleted: Vec::new(),
+            full,
+        };
+        for name in &pending.removed {
+            if let Some(old) = self.kernel.get(name) {
+                pending.newly_stale.extend(old.chains.iter().cloned());
+            }
+            self.cache.remove(name);
+        }
+        self.render_changed(snapshot, changed, full, large_cluster);
         let mut skipped_rules = 0;
-        for (name, entry) in snapshot.entries() {
+        for (name, _) in snapshot.entries() {
             let service_changed = changed.contains(&name.service);
-            let rules = self.rules_for(name, entry, service_changed, full, large_cluster);
+            let Some(rules) = self.cache.get(name).map(|c| Arc::clone(&c.rules)) else {
+                continue;
+            };
             sections.filter_rules.push_str(&rules.filter_rules);
             sections.nat_rules.push_str(&rules.dispatch_rules);
             plan.nat_rules_written += rules.dispatch_rule_count;
             plan.no_local_internal += usize::from(rules.no_local_internal);
             plan.no_local_external += usize::from(rules.no_local_external);
-            active.extend(rules.chains.iter().cloned());
             if full || service_changed {
                 for chain in &rules.chains {
                     sections.declare_nat(chain);
                 }
                 sections.chain_rules.push_str(&rules.chain_rules);
                 plan.nat_rules_written += rules.chain_rule_count;
-                written.extend(rules.chains.iter().cloned());
+                if let Some(old) = self.kernel.get(name) {
+                    if !Arc::ptr_eq(old, &rules) {
+                        pending.newly_stale.extend(
+                            old.chains
+                                .iter()
+                                .filter(|c| !rules.chains.contains(c))
+                                .cloned(),
+                        );
+                    }
+                }
+                pending.written.push((name.clone(), rules));
             } else {
                 skipped_rules += rules.chain_rule_count;
             }
@@ -158,56 +189,98 @@ impl IptablesProxier {
                 .is_none_or(|t| now.saturating_duration_since(t) > self.settings.sync_period);
         if cleanup {
             self.last_cleanup = Some(now);
-            plan.deleted_chains = self
-                .kernel_chains
-                .iter()
-                .filter(|c| !active.contains(*c))
-                .cloned()
-                .collect();
+            pending.deleted = self.chains_to_delete(&pending);
+            plan.deleted_chains = pending.deleted.clone();
         }
         plan.restore = sections.finish(&self.settings, &plan.deleted_chains);
+        self.last_size = plan.restore.len();
         plan.nat_rules_written += sections.fixed_nat_rules;
         plan.filter_rules = sections.filter_rule_count;
         plan.nat_rules_total = plan.nat_rules_written + skipped_rules;
-        self.pending = Some(PendingBelief {
-            written,
-            deleted: plan.deleted_chains.clone(),
-            full,
-        });
+        self.pending = Some(pending);
         if full {
             self.last_full_sync = Some(now);
         }
         plan
     }
 
-    fn rules_for(
+    /// Ports believed in the kernel that the snapshot no longer has: on a full sync all of
+    /// them, otherwise those of the changed services.
+    fn removed_ports(
+        &self,
+        snapshot: &Snapshot,
+        changed: &BTreeSet<NamespacedName>,
+        full: bool,
+    ) -> Vec<ServicePortName> {
+        let gone = |name: &&ServicePortName| snapshot.entry(name).is_none();
+        if full {
+            return self.kernel.keys().filter(gone).cloned().collect();
+        }
+        changed
+            .iter()
+            .flat_map(|service| {
+                self.kernel
+                    .range(port_range_start(service)..)
+                    .map(|(name, _)| name)
+                    .take_while(move |name| &name.service == service)
+            })
+            .filter(gone)
+            .cloned()
+            .collect()
+    }
+
+    /// Stale chains to delete now: those already stale plus those this sync makes stale,
+    /// except any that a written port uses again (a full sync writes every port, so
+    /// chains found in the kernel at start that are still in use are kept).
+    fn chains_to_delete(&self, pending: &PendingBelief) -> Vec<String> {
+        if self.stale.is_empty() && pending.newly_stale.is_empty() {
+            return Vec::new();
+        }
+        let reused: FxHashSet<&str> = pending
+            .written
+            .iter()
+            .flat_map(|(_, rules)| rules.chains.iter().map(String::as_str))
+            .collect();
+        let deleted: BTreeSet<&String> = self
+            .stale
+            .iter()
+            .chain(pending.newly_stale.iter())
+            .filter(|c| !reused.contains(c.as_str()))
+            .collect();
+        deleted.into_iter().cloned().collect()
+    }
+
+    /// Renders every port whose cached rules cannot be reused, on all cores when there
+    /// are many (the first sync of a large cluster).
+    fn render_changed(
         &mut self,
-        name: &ServicePortName,
-        entry: &Arc<kproxy_model::ServiceEntry>,
-        service_changed: bool,
+        snapshot: &Snapshot,
+        changed: &BTreeSet<NamespacedName>,
         full: bool,
         large_cluster: bool,
-    ) -> Arc<ServiceRules> {
-        let reusable = self
-            .cache
-            .get(name)
-            .filter(|cached| !service_changed && (!full || cached.large_cluster == large_cluster));
-        if let Some(cached) = reusable {
-            return Arc::clone(&cached.rules);
-        }
+    ) {
+        let stale_cache = |name: &ServicePortName| match self.cache.get(name) {
+            None => true,
+            Some(cached) => {
+                changed.contains(&name.service) || (full && cached.large_cluster != large_cluster)
+            }
+        };
+        let todo: Vec<(&ServicePortName, &Arc<ServiceEntry>)> = snapshot
+            .entries()
+            .filter(|(name, _)| stale_cache(name))
+            .collect();
         let ctx = RenderContext {
             settings: &self.settings,
             large_cluster,
         };
-        let rules = Arc::new(render_service(&ctx, entry));
-        self.cache.insert(
-            name.clone(),
-            CachedService {
-                rules: Arc::clone(&rules),
+        let rendered = render_in_parallel(&ctx, &todo);
+        for ((name, _), rules) in todo.into_iter().zip(rendered) {
+            let cached = CachedService {
+                rules: Arc::new(rules),
                 large_cluster,
-            },
-        );
-        rules
+            };
+            self.cache.insert(name.clone(), cached);
+        }
     }
 
     /// Reports whether the last rendered sync was applied. On failure the next sync is
@@ -217,10 +290,16 @@ impl IptablesProxier {
             return;
         };
         if ok {
-            for chain in pending.deleted {
-                self.kernel_chains.remove(&chain);
+            for name in &pending.removed {
+                self.kernel.remove(name);
             }
-            self.kernel_chains.extend(pending.written);
+            for (name, rules) in pending.written {
+                self.kernel.insert(name, rules);
+            }
+            self.stale.extend(pending.newly_stale);
+            for chain in &pending.deleted {
+                self.stale.remove(chain);
+            }
             self.need_full_sync = false;
         } else {
             if !pending.full {
@@ -229,6 +308,52 @@ impl IptablesProxier {
             self.need_full_sync = true;
             self.last_full_sync = None;
         }
+    }
+}
+
+/// Below this many ports, rendering stays on the calling thread.
+const PARALLEL_RENDER_MIN: usize = 512;
+
+fn render_in_parallel(
+    ctx: &RenderContext<'_>,
+    todo: &[(&ServicePortName, &Arc<ServiceEntry>)],
+) -> Vec<ServiceRules> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if todo.len() < PARALLEL_RENDER_MIN || threads < 2 {
+        return todo
+            .iter()
+            .map(|(_, entry)| render_service(ctx, entry))
+            .collect();
+    }
+    let chunk = todo.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = todo
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(_, entry)| render_service(ctx, entry))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+fn port_range_start(service: &NamespacedName) -> ServicePortName {
+    ServicePortName {
+        service: service.clone(),
+        port: String::new(),
+        protocol: kproxy_model::Protocol::Tcp,
     }
 }
 
@@ -244,6 +369,16 @@ struct Sections {
 }
 
 impl Sections {
+    fn with_capacity(bytes: usize) -> Self {
+        Sections {
+            nat_rules: String::with_capacity(bytes / 8),
+            chain_rules: String::with_capacity(bytes),
+            filter_rules: String::with_capacity(bytes / 16),
+            nat_chains: String::with_capacity(bytes / 8),
+            ..Sections::default()
+        }
+    }
+
     fn declare_nat(&mut self, chain: &str) {
         push_chain_line(&mut self.nat_chains, chain);
     }

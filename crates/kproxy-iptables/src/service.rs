@@ -7,6 +7,7 @@ use crate::probability::probability;
 use crate::rule::RuleLine;
 use crate::settings::{IptablesSettings, LOCALHOST_NODEPORT_COUNTER};
 use kproxy_model::{select_endpoints, Endpoint, IpFamily, ServiceEntry};
+use rustc_hash::FxHashMap;
 
 /// The rendered text of one service port.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -189,8 +190,9 @@ pub fn render_service(ctx: &RenderContext<'_>, entry: &ServiceEntry) -> ServiceR
     let mut chain_out = ChainWriter {
         ctx,
         name: &name,
-        rules: String::new(),
-        chains: Vec::new(),
+        rules: String::with_capacity(256 + 400 * entry.endpoints.len()),
+        chains: Vec::with_capacity(2 + selection.all_reachable.len()),
+        endpoint_chains: FxHashMap::default(),
     };
     if has_internal {
         chain_out.internal_masquerade(internal_chain, &port_match, entry);
@@ -223,9 +225,18 @@ struct ChainWriter<'a> {
     name: &'a str,
     rules: String,
     chains: Vec<String>,
+    endpoint_chains: FxHashMap<&'a str, String>,
 }
 
-impl ChainWriter<'_> {
+impl<'a> ChainWriter<'a> {
+    /// The KUBE-SEP name of an endpoint, hashed once per render.
+    fn sep(&mut self, entry: &ServiceEntry, ep: &'a Endpoint) -> String {
+        self.endpoint_chains
+            .entry(ep.addr.as_str())
+            .or_insert_with(|| endpoint_chain(&entry.service.name, ep))
+            .clone()
+    }
+
     fn declare(&mut self, chain: &str) {
         if !self.chains.iter().any(|c| c == chain) {
             self.chains.push(chain.to_string());
@@ -330,14 +341,13 @@ impl ChainWriter<'_> {
         &mut self,
         chain: &str,
         entry: &ServiceEntry,
-        endpoints: &[&Endpoint],
+        endpoints: &[&'a Endpoint],
         affinity: Option<u32>,
     ) {
         self.declare(chain);
-        let name = &entry.service.name;
         if let Some(seconds) = affinity {
             for ep in endpoints {
-                let sep = endpoint_chain(name, ep);
+                let sep = self.sep(entry, ep);
                 let text = format!("{} -> {}", self.name, ep.addr);
                 let line = RuleLine::append(&mut self.rules, chain);
                 maybe_comment(line, self.ctx.large_cluster, &text)
@@ -351,7 +361,7 @@ impl ChainWriter<'_> {
         }
         let count = endpoints.len();
         for (index, ep) in endpoints.iter().enumerate() {
-            let sep = endpoint_chain(name, ep);
+            let sep = self.sep(entry, ep);
             let text = format!("{} -> {}", self.name, ep.addr);
             let line = RuleLine::append(&mut self.rules, chain);
             let mut line = maybe_comment(line, self.ctx.large_cluster, &text);
@@ -364,9 +374,9 @@ impl ChainWriter<'_> {
         }
     }
 
-    fn endpoint_chain(&mut self, entry: &ServiceEntry, ep: &Endpoint) {
+    fn endpoint_chain(&mut self, entry: &ServiceEntry, ep: &'a Endpoint) {
         let svc = &entry.service;
-        let sep = endpoint_chain(&svc.name, ep);
+        let sep = self.sep(entry, ep);
         self.declare(&sep);
         let proto = svc.name.protocol.lower();
         let name = self.name;

@@ -210,21 +210,21 @@ pub fn decode_object(
         .and_then(|n| n.as_str())
         .unwrap_or("<unnamed>")
         .to_string();
-    let schema_error = |e: serde_json::Error| ManifestError::Schema {
+    let schema_error = |e: serde_path_to_error::Error<serde_json::Error>| ManifestError::Schema {
         document,
         kind: kind.to_string(),
         name: name.clone(),
-        message: e.to_string(),
+        message: format!("field `{}`: {}", e.path(), e.inner()),
     };
     let object = match kind {
         "Service" => KubeObject::Service(Box::new(
-            serde_json::from_value(value).map_err(schema_error)?,
+            serde_path_to_error::deserialize(value).map_err(schema_error)?,
         )),
         "EndpointSlice" => KubeObject::EndpointSlice(Box::new(
-            serde_json::from_value(value).map_err(schema_error)?,
+            serde_path_to_error::deserialize(value).map_err(schema_error)?,
         )),
         "Node" => KubeObject::Node(Box::new(
-            serde_json::from_value(value).map_err(schema_error)?,
+            serde_path_to_error::deserialize(value).map_err(schema_error)?,
         )),
         _ => return Ok(None),
     };
@@ -252,6 +252,6 @@ mod tests {
         let err = parse_manifest(text).expect_err("bad port");
         let message = err.to_string();
         assert!(message.starts_with("document 2 (Service b)"), "{message}");
-        assert!(message.contains("port"), "{message}");
+        assert!(message.contains("field `spec.ports[0].port`"), "{message}");
     }
 }

@@ -131,6 +131,13 @@ pub(crate) fn service_ports(
     let Some(spec) = service.spec.as_ref() else {
         return Vec::new();
     };
+    if !is_valid_object_name(&key.namespace) || !is_valid_object_name(&key.name) {
+        warnings.warn(
+            "metadata.name",
+            "namespace or name is not a valid Kubernetes name; service skipped",
+        );
+        return Vec::new();
+    }
     if spec.type_.as_deref() == Some("ExternalName") {
         return Vec::new();
     }
@@ -260,12 +267,40 @@ fn cluster_ip_of_family(
     None
 }
 
+/// Whether a namespace or object name is one the API server accepts (a DNS-1123
+/// subdomain). kproxy also reads manifests from files, so it checks for itself.
+pub fn is_valid_object_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !name.starts_with(['-', '.'])
+        && !name.ends_with(['-', '.'])
+}
+
+/// Whether a port name is valid (lowercase letters, digits and `-`, at most 63; may be empty).
+pub fn is_valid_port_name(name: &str) -> bool {
+    name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 fn port_name(
     key: &NamespacedName,
     api_port: &ApiServicePort,
     index: usize,
     warnings: &mut WarningSink<'_>,
 ) -> Option<ServicePortName> {
+    let name = api_port.name.clone().unwrap_or_default();
+    if !is_valid_port_name(&name) {
+        warnings.warn(
+            format!("spec.ports[{index}].name"),
+            format!("{name:?} is not a valid port name; port skipped"),
+        );
+        return None;
+    }
     let protocol_text = api_port.protocol.as_deref().unwrap_or("TCP");
     let Some(protocol) = Protocol::from_api(protocol_text) else {
         warnings.warn(
@@ -276,7 +311,7 @@ fn port_name(
     };
     Some(ServicePortName {
         service: key.clone(),
-        port: api_port.name.clone().unwrap_or_default(),
+        port: name,
         protocol,
     })
 }
@@ -286,19 +321,22 @@ fn port_numbers(
     index: usize,
     warnings: &mut WarningSink<'_>,
 ) -> Option<(u16, u16)> {
-    let port = match u16::try_from(api_port.port) {
-        Ok(p) if p != 0 => p,
-        _ => {
-            warnings.warn(
-                format!("spec.ports[{index}].port"),
-                format!(
-                    "{} is not a valid port (1-65535); port skipped",
-                    api_port.port
-                ),
-            );
-            return None;
-        }
+    let Ok(port) = u16::try_from(api_port.port) else {
+        warnings.warn(
+            format!("spec.ports[{index}].port"),
+            format!(
+                "{} is not a valid port (0-65535); port skipped",
+                api_port.port
+            ),
+        );
+        return None;
     };
+    if port == 0 {
+        warnings.warn(
+            format!("spec.ports[{index}].port"),
+            "port 0 (unset) is rejected by the API server; programmed as upstream kube-proxy does",
+        );
+    }
     let raw_node_port = api_port.node_port.unwrap_or(0);
     let Ok(node_port) = u16::try_from(raw_node_port) else {
         warnings.warn(

@@ -16,7 +16,13 @@ pub struct ModelWarning {
 
 impl fmt::Display for ModelWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.object, self.field, self.message)
+        write!(
+            f,
+            "{}: {}: {}",
+            self.object.escape_debug(),
+            self.field,
+            self.message.escape_debug()
+        )
     }
 }
 

@@ -1,0 +1,141 @@
+//! Rendering cost at scale: 10,000 services with 10 endpoints each, one in ten a NodePort.
+//! Prints the output size; criterion prints the times.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kproxy_iptables::{IptablesProxier, IptablesSettings, LocalDetector};
+use kproxy_model::{ClusterStore, IpFamily, KubeObject, NamespacedName, Snapshot, StoreEvent};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+const SERVICES: usize = 10_000;
+const ENDPOINTS: usize = 10;
+
+fn service(i: usize) -> KubeObject {
+    let node_port = (i % 10 == 0).then_some(30000 + (i / 10) as i32);
+    KubeObject::Service(Box::new(Service {
+        metadata: ObjectMeta {
+            name: Some(format!("svc-{i}")),
+            namespace: Some("bench".into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some(
+                if node_port.is_some() {
+                    "NodePort"
+                } else {
+                    "ClusterIP"
+                }
+                .into(),
+            ),
+            cluster_ip: Some(format!("10.96.{}.{}", i / 250, i % 250 + 1)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                protocol: Some("TCP".into()),
+                node_port,
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }))
+}
+
+fn slice(i: usize, generation: usize) -> KubeObject {
+    let labels = BTreeMap::from([("kubernetes.io/service-name".to_string(), format!("svc-{i}"))]);
+    KubeObject::EndpointSlice(Box::new(EndpointSlice {
+        metadata: ObjectMeta {
+            name: Some(format!("svc-{i}-abc")),
+            namespace: Some("bench".into()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        address_type: "IPv4".into(),
+        endpoints: (0..ENDPOINTS)
+            .map(|e| Endpoint {
+                addresses: vec![format!(
+                    "10.{}.{}.{}",
+                    64 + e + generation,
+                    i / 250,
+                    i % 250 + 1
+                )],
+                ..Endpoint::default()
+            })
+            .collect(),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(8080),
+            protocol: Some("TCP".into()),
+            ..EndpointPort::default()
+        }]),
+    }))
+}
+
+fn settings() -> IptablesSettings {
+    let mut settings = IptablesSettings::new(IpFamily::V4, "node-0");
+    settings.local_detector = LocalDetector::Cidrs(vec!["10.64.0.0/10".parse().expect("cidr")]);
+    settings
+}
+
+fn bench_render(c: &mut Criterion) {
+    let mut store =
+        ClusterStore::from_objects((0..SERVICES).flat_map(|i| [service(i), slice(i, 0)]));
+    store.take_changes();
+    let mut warnings = Vec::new();
+    let started = Instant::now();
+    let mut snapshot = Snapshot::build(&store, IpFamily::V4, "node-0", &mut warnings);
+    println!(
+        "model: snapshot of {SERVICES} services built in {:?}",
+        started.elapsed()
+    );
+    let none = BTreeSet::new();
+    let plan = IptablesProxier::new(settings()).sync(&snapshot, &none, Instant::now());
+    println!(
+        "full sync: {} bytes, {} lines",
+        plan.restore.len(),
+        plan.restore.lines().count()
+    );
+
+    c.bench_function("full sync, cold (new proxier)", |b| {
+        b.iter(|| IptablesProxier::new(settings()).sync(&snapshot, &none, Instant::now()))
+    });
+
+    let mut proxier = IptablesProxier::new(settings());
+    proxier.sync(&snapshot, &none, Instant::now());
+    proxier.applied(true);
+    c.bench_function("full sync, warm (cached services)", |b| {
+        b.iter(|| {
+            proxier.force_full_sync();
+            let plan = proxier.sync(&snapshot, &none, Instant::now());
+            proxier.applied(true);
+            plan
+        })
+    });
+
+    let mut generation = 0;
+    c.bench_function("one endpoint change: model refresh + partial sync", |b| {
+        b.iter(|| {
+            generation = (generation + 1) % 2;
+            store.apply(StoreEvent::Apply(slice(42, generation)));
+            let changes = store.take_changes();
+            snapshot.refresh(&store, &changes.services, &mut warnings);
+            let plan = proxier.sync(&snapshot, &changes.services, Instant::now());
+            proxier.applied(true);
+            plan
+        })
+    });
+    let changed = BTreeSet::from([NamespacedName::new("bench", "svc-42")]);
+    let plan = proxier.sync(&snapshot, &changed, Instant::now());
+    proxier.applied(true);
+    println!("partial sync: {} bytes", plan.restore.len());
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10);
+    targets = bench_render
+}
+criterion_main!(benches);
