@@ -214,15 +214,17 @@ impl SyncLoop {
         }
     }
 
-    fn check_kernel(&mut self) {
+    /// Asks the mode whether its kernel state is intact; when not, logs what is wrong and
+    /// requests a (full) sync. Returns the findings.
+    pub fn check_kernel(&mut self) -> Vec<String> {
         let problems = self.mode.check_kernel();
-        if problems.is_empty() {
-            return;
-        }
         for problem in &problems {
             logging::warn(format!("kernel state damaged: {problem}"));
         }
-        self.runner.request();
+        if !problems.is_empty() {
+            self.runner.request();
+        }
+        problems
     }
 
     /// One sync of every family.

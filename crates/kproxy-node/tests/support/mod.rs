@@ -1,0 +1,116 @@
+//! Shared test helpers: a small cluster, raw HTTP GETs, and store events from manifests.
+
+#![allow(dead_code)]
+
+use kproxy_model::{parse_manifest, StoreEvent};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A node, a ClusterIP service with two endpoints, a UDP NodePort service, and a
+/// LoadBalancer with externalTrafficPolicy Local and a health check node port.
+pub const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: node-0, labels: {topology.kubernetes.io/zone: z1}}
+status: {addresses: [{type: InternalIP, address: 192.168.50.10}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 10.96.0.20
+  ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- {addresses: ["10.244.1.5"], conditions: {ready: true}, nodeName: node-0}
+- {addresses: ["10.244.2.6"], conditions: {ready: true}, nodeName: node-1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: dns, namespace: kube-system}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  ports: [{name: dns, port: 53, protocol: UDP, nodePort: 30053}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: dns-1, namespace: kube-system, labels: {kubernetes.io/service-name: dns}}
+addressType: IPv4
+ports: [{name: dns, port: 5353, protocol: UDP}]
+endpoints:
+- {addresses: ["10.244.1.7"], conditions: {ready: true}, nodeName: node-0}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lb, namespace: default}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.30
+  externalTrafficPolicy: Local
+  healthCheckNodePort: HC_PORT
+  ports: [{name: http, port: 80, protocol: TCP, nodePort: 30080}]
+status: {loadBalancer: {ingress: [{ip: 203.0.113.7}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: lb-1, namespace: default, labels: {kubernetes.io/service-name: lb}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- {addresses: ["10.244.1.9"], conditions: {ready: true}, nodeName: node-0}
+"#;
+
+/// The cluster with the health check node port filled in.
+pub fn cluster(hc_port: u16) -> String {
+    CLUSTER.replace("HC_PORT", &hc_port.to_string())
+}
+
+/// Store events for every object of a manifest.
+pub fn events(manifest: &str) -> Vec<StoreEvent> {
+    parse_manifest(manifest)
+        .expect("test manifest parses")
+        .objects
+        .into_iter()
+        .map(StoreEvent::Apply)
+        .collect()
+}
+
+/// An HTTP/1.1 request; returns the status code and body.
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("ephemeral port")
+}

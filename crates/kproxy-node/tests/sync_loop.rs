@@ -1,0 +1,230 @@
+//! The sync loop over the fake kernel: a cluster in, the kernel's ruleset and the agent's
+//! health, metrics and health-check servers out.
+
+mod support;
+
+use kproxy_model::{IpFamily, ObjectKind, ObjectRef, StoreEvent};
+use kproxy_node::config::{DetectLocal, NodePortAddresses};
+use kproxy_node::hcserver::ServiceHealthServers;
+use kproxy_node::healthz::ProxierHealth;
+use kproxy_node::iptables_mode::{IptablesFamilyKernel, IptablesMode, IptablesModeSettings};
+use kproxy_node::kernel::fake::FakeIptables;
+use kproxy_node::metrics::Metrics;
+use kproxy_node::sync_loop::{AgentEvent, LoopTiming, SharedState, SyncLoop};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{cluster, events, free_port, http};
+
+fn settings() -> IptablesModeSettings {
+    IptablesModeSettings {
+        node_name: "node-0".into(),
+        cluster_cidrs: vec!["10.244.0.0/16".parse().expect("cidr")],
+        detect_local: DetectLocal::ClusterCidr,
+        masquerade_all: false,
+        masquerade_bit: 14,
+        localhost_node_ports: true,
+        node_port_addresses: NodePortAddresses::All,
+        sync_period: Duration::from_secs(30),
+        bind_address: None,
+        tcp_be_liberal: false,
+        host_addresses: vec![IpAddr::V4(Ipv4Addr::new(192, 168, 50, 10))],
+    }
+}
+
+struct Harness {
+    kernel: FakeIptables,
+    shared: SharedState,
+    sync_loop: SyncLoop,
+}
+
+fn harness() -> Harness {
+    let kernel = FakeIptables::new();
+    let mode = IptablesMode::new(
+        settings(),
+        vec![IptablesFamilyKernel {
+            family: IpFamily::V4,
+            kernel: Box::new(kernel.clone()),
+            random_fully: true,
+        }],
+        None,
+    )
+    .expect("mode");
+    let shared = SharedState {
+        health: Arc::new(ProxierHealth::new(Duration::from_secs(60))),
+        metrics: Arc::new(Metrics::new()),
+    };
+    let health_checks = ServiceHealthServers::new(
+        Some(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
+        Arc::clone(&shared.health),
+    );
+    let sync_loop = SyncLoop::new(
+        "node-0",
+        Box::new(mode),
+        LoopTiming {
+            min_sync_period: Duration::from_secs(1),
+            sync_period: Duration::from_secs(30),
+        },
+        shared.clone(),
+        health_checks,
+        None,
+    );
+    Harness {
+        kernel,
+        shared,
+        sync_loop,
+    }
+}
+
+impl Harness {
+    fn load(&mut self, manifest: &str) {
+        for event in events(manifest) {
+            self.sync_loop.handle(AgentEvent::Store(event));
+        }
+    }
+
+    fn nat_chains(&self) -> Vec<String> {
+        self.kernel.state().kernel.chains("nat")
+    }
+
+    fn last_restore(&self) -> String {
+        self.kernel
+            .state()
+            .restores
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_then_partial_sync_and_a_health_check_server() {
+    let hc_port = free_port();
+    let mut h = harness();
+    h.load(&cluster(hc_port));
+    h.sync_loop.handle(AgentEvent::InitialSyncDone);
+    h.sync_loop.sync(Instant::now());
+
+    let chains = h.nat_chains();
+    assert!(
+        chains.iter().any(|c| c.starts_with("KUBE-SVC-")),
+        "{chains:?}"
+    );
+    assert!(chains.iter().any(|c| c == "KUBE-PROXY-CANARY"));
+    let prerouting = h
+        .kernel
+        .state()
+        .kernel
+        .chain_rules("nat", "PREROUTING")
+        .map(<[String]>::to_vec)
+        .unwrap_or_default();
+    assert_eq!(
+        prerouting,
+        ["-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"]
+    );
+    let values = h.shared.metrics.values();
+    assert_eq!(values.full_sync_duration.count(), 1);
+    assert!(values.nat_rules_total > 10);
+
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, hc_port));
+    let (status, body) = tokio::task::spawn_blocking(move || http(addr, "GET", "/healthz"))
+        .await
+        .expect("join");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"localEndpoints\": 1"), "{body}");
+    let (status, _) = tokio::task::spawn_blocking(move || http(addr, "POST", "/"))
+        .await
+        .expect("join");
+    assert_eq!(status, 405);
+
+    h.load(
+        r#"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: lb-1, namespace: default, labels: {kubernetes.io/service-name: lb}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- {addresses: ["10.244.2.9"], conditions: {ready: true}, nodeName: node-1}
+"#,
+    );
+    assert!(h.shared.metrics.values().endpoint_changes_pending >= 1);
+    h.sync_loop.sync(Instant::now());
+    let restore = h.last_restore();
+    assert!(
+        !restore.contains("10.244.1.5"),
+        "a partial sync must not rewrite the unchanged web service:\n{restore}"
+    );
+    assert!(restore.contains("10.244.2.9"), "{restore}");
+    assert_eq!(h.shared.metrics.values().partial_sync_duration.count(), 1);
+    let (status, body) = tokio::task::spawn_blocking(move || http(addr, "GET", "/"))
+        .await
+        .expect("join");
+    assert_eq!(status, 503, "no local endpoint any more: {body}");
+    assert!(body.contains("\"localEndpoints\": 0"), "{body}");
+
+    h.sync_loop
+        .handle(AgentEvent::Store(StoreEvent::Delete(ObjectRef {
+            kind: ObjectKind::Service,
+            namespace: "default".into(),
+            name: "lb".into(),
+        })));
+    h.sync_loop.sync(Instant::now());
+    assert!(h.sync_loop.health_checks().ports().is_empty());
+}
+
+#[test]
+fn a_failed_restore_keeps_the_old_rules_and_the_next_sync_is_full() {
+    let mut h = harness();
+    h.load(&cluster(free_port()).replace("healthCheckNodePort", "x-unused"));
+    h.sync_loop.handle(AgentEvent::InitialSyncDone);
+    h.sync_loop.sync(Instant::now());
+    let before = h.kernel.state().kernel.save();
+
+    h.kernel.state().fail_next_restores = 1;
+    h.load(
+        &support::CLUSTER
+            .replace("10.244.2.6", "10.244.3.3")
+            .replace("healthCheckNodePort", "x-unused"),
+    );
+    h.sync_loop.sync(Instant::now());
+    assert_eq!(h.kernel.state().kernel.save(), before, "old rules stay");
+    let values = h.shared.metrics.values();
+    assert_eq!(values.restore_failures, 1);
+    assert_eq!(values.partial_restore_failures, 1);
+
+    h.sync_loop.sync(Instant::now());
+    let restore = h.last_restore();
+    assert!(
+        restore.contains("10.244.1.5"),
+        "retry is a full sync:\n{restore}"
+    );
+    assert!(restore.contains("10.244.3.3"));
+    assert_eq!(h.shared.metrics.values().full_sync_duration.count(), 2);
+}
+
+#[test]
+fn a_flushed_nat_table_is_detected_and_repaired() {
+    let mut h = harness();
+    h.load(&cluster(free_port()).replace("healthCheckNodePort", "x-unused"));
+    h.sync_loop.handle(AgentEvent::InitialSyncDone);
+    h.sync_loop.sync(Instant::now());
+    let good = h.kernel.state().kernel.save();
+    assert!(h.sync_loop.check_kernel().is_empty());
+
+    h.kernel.state().kernel = kproxy_iptables::fake::FakeKernel::new();
+    let problems = h.sync_loop.check_kernel();
+    assert!(
+        problems.iter().any(|p| p.contains("canary")),
+        "{problems:?}"
+    );
+    h.sync_loop.sync(Instant::now());
+    let repaired = h.kernel.state().kernel.save();
+    let sorted = |text: &str| {
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        lines.join("\n")
+    };
+    assert_eq!(sorted(&repaired), sorted(&good));
+    assert!(h.sync_loop.check_kernel().is_empty());
+}
