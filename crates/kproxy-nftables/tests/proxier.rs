@@ -1,7 +1,11 @@
 //! The proxier against the fake kernel: a cluster in, a ruleset (or a transaction) out.
 
-use kproxy_model::{parse_manifest, ClusterStore, IpFamily, Snapshot, SnapshotChanges, StoreEvent};
+use kproxy_model::{
+    parse_manifest, ClusterStore, IpFamily, NamespacedName, Protocol, ServiceEntry, ServicePort,
+    ServicePortName, Snapshot, SnapshotChanges, StoreEvent,
+};
 use kproxy_nftables::nft::{FakeNft, Family, NftRunner};
+use kproxy_nftables::render::{render_service, RenderError};
 use kproxy_nftables::{KernelView, LocalTrafficDetector, NftablesProxier, ProxierSettings};
 use std::time::Instant;
 
@@ -96,9 +100,35 @@ spec: {clusterIP: 172.30.0.11, ports: [{name: \"a b\", port: 80, protocol: TCP}]
     let plan = world
         .proxier
         .sync(&world.snapshot, &changes, Instant::now());
-    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
     assert!(!plan.main.render().contains("flush ruleset"));
     assert!(!plan.main.render().contains("172.30.0.11"));
+
+    let port = ServicePort {
+        name: ServicePortName {
+            service: NamespacedName::new("prod", "x; flush ruleset"),
+            port: "a b".into(),
+            protocol: Protocol::Tcp,
+        },
+        port: 80,
+        cluster_ip: "172.30.0.11".parse().expect("ip"),
+        node_port: 0,
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+        load_balancer_source_ranges: vec![],
+        affinity_timeout: None,
+        external_policy_local: false,
+        internal_policy_local: false,
+        health_check_node_port: 0,
+    };
+    let entry = ServiceEntry {
+        service: port,
+        endpoints: vec![],
+    };
+    let rendered = render_service(&settings(IpFamily::V4), &entry, &Default::default());
+    assert!(
+        matches!(rendered, Err(RenderError::BadName { .. })),
+        "{rendered:?}"
+    );
 }
 
 #[test]
