@@ -371,12 +371,12 @@ pub fn cleanup(args: AgentArgs) -> Result<(), AgentError> {
     }
 }
 
-/// Whether x_tables has any table of this family loaded (reading a legacy table would
-/// otherwise load the modules and create it).
+/// Whether x_tables has any table of this family loaded in this thread's network
+/// namespace (reading a legacy table would otherwise load the modules and create it).
 fn legacy_tables_loaded(family: IpFamily) -> bool {
     let path = match family {
-        IpFamily::V4 => "/proc/net/ip_tables_names",
-        IpFamily::V6 => "/proc/net/ip6_tables_names",
+        IpFamily::V4 => "/proc/thread-self/net/ip_tables_names",
+        IpFamily::V6 => "/proc/thread-self/net/ip6_tables_names",
     };
     std::fs::read_to_string(path).is_ok_and(|names| !names.trim().is_empty())
 }

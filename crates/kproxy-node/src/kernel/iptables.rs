@@ -6,8 +6,9 @@ use kproxy_model::IpFamily;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// kube-proxy's xtables lock arguments: wait up to 5 s, polling every 100 ms.
-const WAIT_ARGS: [&str; 4] = ["-w", "5", "-W", "100000"];
+/// kube-proxy's xtables lock argument: wait up to 5 s for the lock. (kube-proxy also
+/// passes `-W 100000`, which iptables 1.8 ignores with a warning on every call.)
+const WAIT_ARGS: [&str; 2] = ["-w", "5"];
 
 /// How long a single `iptables` or `iptables-save` call may take.
 const SHORT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);

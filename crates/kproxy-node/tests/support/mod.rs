@@ -1,6 +1,9 @@
-//! Shared test helpers: a small cluster, raw HTTP GETs, and store events from manifests.
+//! Shared test helpers: a small cluster, raw HTTP GETs, store events from manifests, and
+//! throwaway network namespaces.
 
 #![allow(dead_code)]
+
+pub mod netns;
 
 use kproxy_model::{parse_manifest, StoreEvent};
 use std::io::{Read, Write};
