@@ -9,7 +9,7 @@
 //! - [`iptables_mode`]: the iptables mode over the pure renderer in `kproxy-iptables`.
 //! - [`kernel`]: the only code that runs tools (`iptables-restore`, `iptables-save`,
 //!   `iptables`, sysctls), one trait per tool with a real and a fake implementation.
-//! - [`cleanup`]: `--cleanup`.
+//! - [`mod@cleanup`] holds `--cleanup`.
 //! - [`agent`]: the wiring, and the entry points [`run_agent`] and [`cleanup()`].
 
 pub mod agent;

@@ -144,7 +144,7 @@ impl RuleTool for FakeIptables {
             .state()
             .kernel
             .chain_rules(table, chain)
-            .is_some_and(|rules| rules.iter().any(|r| *r == text)))
+            .is_some_and(|rules| rules.contains(&text)))
     }
 
     fn insert_rule(
