@@ -1,7 +1,8 @@
-//! The whole agent in a throwaway network namespace against a `--cluster-file`: rules
-//! programmed after the initial list, `/healthz` and `/metrics` served, a file edit
-//! reaching the kernel, then a clean stop and `--cleanup`. Needs root and iptables-nft;
-//! under `CI=true` a missing requirement fails the test.
+//! The whole agent in a throwaway network namespace, against a `--cluster-file` and
+//! against the project's fake API server: rules programmed after the initial list,
+//! `/healthz` and `/metrics` served, a change reaching the kernel, then a clean stop and
+//! `--cleanup`. Needs root and iptables-nft; under `CI=true` a missing requirement fails
+//! the test.
 
 mod support;
 
@@ -11,7 +12,31 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::netns::Netns;
-use support::{cluster, free_port, http};
+use support::{cluster, free_port, http, try_http};
+
+fn agent_args(healthz: SocketAddr, metrics: SocketAddr) -> AgentArgs {
+    AgentArgs {
+        hostname_override: Some("node-0".into()),
+        cluster_cidr: Some("10.244.0.0/16".into()),
+        healthz_bind_address: Some(healthz.to_string()),
+        metrics_bind_address: Some(metrics.to_string()),
+        iptables_backend: Some("nft".into()),
+        iptables_min_sync_period: Some(Duration::from_millis(100)),
+        conntrack_max_per_core: Some(0),
+        conntrack_tcp_timeout_established: Some(Duration::ZERO),
+        conntrack_tcp_timeout_close_wait: Some(Duration::ZERO),
+        ..AgentArgs::default()
+    }
+}
+
+fn cleanup_all() {
+    let cleanup = AgentArgs {
+        cleanup: Some(true),
+        ..AgentArgs::default()
+    };
+    kproxy_node::cleanup(cleanup).expect("cleanup");
+    assert!(!nat_rules().contains("KUBE-"));
+}
 
 fn nat_rules() -> String {
     let output = Command::new("iptables-nft-save")
@@ -33,7 +58,11 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 async fn wait_for_metric(addr: SocketAddr, line: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, body) = get(addr, "/metrics").await;
+        let body = tokio::task::spawn_blocking(move || try_http(addr, "GET", "/metrics"))
+            .await
+            .expect("join")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
         if body.lines().any(|l| l == line) {
             return;
         }
@@ -64,16 +93,7 @@ fn agent_programs_a_cluster_file_and_follows_edits() {
     let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let args = AgentArgs {
         cluster_file: Some(file.clone()),
-        hostname_override: Some("node-0".into()),
-        cluster_cidr: Some("10.244.0.0/16".into()),
-        healthz_bind_address: Some(healthz.to_string()),
-        metrics_bind_address: Some(metrics.to_string()),
-        iptables_backend: Some("nft".into()),
-        iptables_min_sync_period: Some(Duration::from_millis(100)),
-        conntrack_max_per_core: Some(0),
-        conntrack_tcp_timeout_established: Some(Duration::ZERO),
-        conntrack_tcp_timeout_close_wait: Some(Duration::ZERO),
-        ..AgentArgs::default()
+        ..agent_args(healthz, metrics)
     };
     let (config, _) = AgentConfig::resolve(&args, None, &HostDefaults::default()).expect("config");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -114,10 +134,58 @@ fn agent_programs_a_cluster_file_and_follows_edits() {
         nat_rules().contains("10.244.1.77:8080"),
         "rules stay after a stop"
     );
-    let cleanup = AgentArgs {
-        cleanup: Some(true),
-        ..AgentArgs::default()
+    cleanup_all();
+}
+
+#[test]
+fn agent_follows_the_fake_api_server() {
+    let Some(_netns) = Netns::enter(&["ip", "iptables-nft", "iptables-nft-restore"]) else {
+        return;
     };
-    kproxy_node::cleanup(cleanup).expect("cleanup");
-    assert!(!nat_rules().contains("KUBE-"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let healthz: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let manifest = cluster(free_port());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let api = kproxy_testapi::FakeApiServer::start()
+            .await
+            .expect("fake API server");
+        api.apply_manifest(&manifest).expect("cluster applied");
+        api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+        let args = AgentArgs {
+            kubeconfig: Some(kubeconfig.clone()),
+            ..agent_args(healthz, metrics)
+        };
+        let (config, _) =
+            AgentConfig::resolve(&args, None, &HostDefaults::default()).expect("config");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let agent = tokio::spawn(kproxy_node::serve(config, async {
+            let _ = stopped.await;
+        }));
+        wait_for_metric(
+            metrics,
+            "kubeproxy_sync_full_proxy_rules_duration_seconds_count 1",
+        )
+        .await;
+        assert!(nat_rules().contains("10.244.1.5:8080"));
+
+        api.apply_manifest(&manifest.replace("10.244.2.6", "10.244.2.66"))
+            .expect("endpoint change");
+        wait_for("the API change to reach the kernel", || {
+            nat_rules().contains("10.244.2.66:8080")
+        })
+        .await;
+        let (status, body) = get(healthz, "/healthz").await;
+        assert_eq!(status, 200, "{body}");
+
+        let _ = stop.send(());
+        agent.await.expect("join").expect("agent stops cleanly");
+    });
+    cleanup_all();
 }

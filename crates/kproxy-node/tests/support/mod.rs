@@ -87,7 +87,12 @@ pub fn events(manifest: &str) -> Vec<StoreEvent> {
 
 /// An HTTP/1.1 request; returns the status code and body.
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    try_http(addr, method, path).expect("connect")
+}
+
+/// An HTTP/1.1 request; `None` when nothing listens yet.
+pub fn try_http(addr: SocketAddr, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -107,7 +112,7 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_string())
         .unwrap_or_default();
-    (status, body)
+    Some((status, body))
 }
 
 /// A TCP port free on 127.0.0.1 right now.
