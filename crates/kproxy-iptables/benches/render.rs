@@ -127,6 +127,32 @@ fn bench_render(c: &mut Criterion) {
             plan
         })
     });
+    let mut incremental_settings = settings();
+    incremental_settings.incremental_dispatch = true;
+    let mut incremental = IptablesProxier::new(incremental_settings);
+    incremental.sync(&snapshot, &none, Instant::now());
+    incremental.applied(true);
+    c.bench_function(
+        "one endpoint change: model refresh + incremental sync",
+        |b| {
+            b.iter(|| {
+                generation = (generation + 1) % 2;
+                store.apply(StoreEvent::Apply(slice(42, generation)));
+                let changes = store.take_changes();
+                snapshot.refresh(&store, &changes.services, &mut warnings);
+                let plan = incremental.sync(&snapshot, &changes.services, Instant::now());
+                incremental.applied(true);
+                plan
+            })
+        },
+    );
+    store.apply(StoreEvent::Apply(slice(42, generation + 1)));
+    let changes = store.take_changes();
+    snapshot.refresh(&store, &changes.services, &mut warnings);
+    let plan = incremental.sync(&snapshot, &changes.services, Instant::now());
+    incremental.applied(true);
+    println!("incremental sync: {} bytes", plan.restore.len());
+
     let changed = BTreeSet::from([NamespacedName::new("bench", "svc-42")]);
     let plan = proxier.sync(&snapshot, &changed, Instant::now());
     proxier.applied(true);

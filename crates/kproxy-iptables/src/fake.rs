@@ -3,7 +3,7 @@
 //! chains are kept) and refuses a table whose jumps would point at missing chains, rolling
 //! that table back. It dumps its state as text the tracer reads.
 
-use crate::canonical::{parse_restore, CanonicalError};
+use crate::canonical::CanonicalError;
 use std::collections::BTreeMap;
 
 /// Targets that are not chains.
@@ -68,36 +68,42 @@ impl FakeKernel {
         FakeKernel { tables }
     }
 
-    /// Applies restore text with `--noflush`. Each table is checked on its own; a table
-    /// with a dangling jump is left as it was and the error is returned.
+    /// Applies restore text with `--noflush`, line by line as the kernel does (`:CHAIN`
+    /// creates or flushes, `-A`, `-I CHAIN [N]`, `-D`, `-X`). Each table is committed on
+    /// its own; a table with a bad line or a dangling jump is left as it was.
     pub fn restore(&mut self, text: &str) -> Result<(), FakeRestoreError> {
-        let parsed = parse_restore(text)?;
         let mut first_error = None;
-        for table in parsed {
-            let mut chains = self.tables.get(&table.name).cloned().unwrap_or_default();
-            for (name, _) in &table.chains {
-                match chains.iter_mut().find(|(c, _)| c == name) {
-                    Some((_, rules)) => rules.clear(),
-                    None => chains.push((name.clone(), Vec::new())),
-                }
+        let mut current: Option<(String, Table)> = None;
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
             }
-            for rule in &table.rules {
-                let chain = rule_chain(rule);
-                if let Some((_, rules)) = chains.iter_mut().find(|(c, _)| c == chain) {
-                    rules.push(rule.clone());
-                }
+            if let Some(name) = line.strip_prefix('*') {
+                let table = self.tables.get(name).cloned().unwrap_or_default();
+                current = Some((name.to_string(), table));
+                continue;
             }
-            chains.retain(|(c, _)| !table.deleted.contains(c));
-            match dangling_jump(&chains) {
-                Some(chain) => {
-                    first_error.get_or_insert(FakeRestoreError::DanglingJump {
-                        table: table.name.clone(),
-                        chain,
-                    });
+            let Some((name, table)) = current.as_mut() else {
+                first_error.get_or_insert(bad_line(index, "rule outside a table"));
+                continue;
+            };
+            if line == "COMMIT" {
+                let (name, table) = current.take().unwrap_or_default();
+                match dangling_jump(&table) {
+                    Some(chain) => {
+                        first_error
+                            .get_or_insert(FakeRestoreError::DanglingJump { table: name, chain });
+                    }
+                    None => {
+                        self.tables.insert(name, table);
+                    }
                 }
-                None => {
-                    self.tables.insert(table.name.clone(), chains);
-                }
+                continue;
+            }
+            if let Err(message) = apply_line(table, line) {
+                first_error.get_or_insert(bad_line(index, &format!("table {name}: {message}")));
+                current = None;
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -182,6 +188,60 @@ impl FakeKernel {
         }
         out
     }
+}
+
+fn bad_line(index: usize, message: &str) -> FakeRestoreError {
+    FakeRestoreError::Parse(CanonicalError {
+        line: index + 1,
+        message: message.to_string(),
+    })
+}
+
+/// Applies one restore line to a table being built.
+fn apply_line(table: &mut Table, line: &str) -> Result<(), String> {
+    let find = |table: &mut Table, chain: &str| table.iter().position(|(c, _)| c == chain);
+    if let Some(decl) = line.strip_prefix(':') {
+        let chain = decl.split(' ').next().unwrap_or("");
+        match find(table, chain) {
+            Some(i) => table[i].1.clear(),
+            None => table.push((chain.to_string(), Vec::new())),
+        }
+        return Ok(());
+    }
+    let (op, rest) = line.split_at(line.find(' ').unwrap_or(line.len()));
+    let rest = rest.trim_start();
+    let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
+    let index = find(table, chain).ok_or_else(|| format!("no chain {chain}"))?;
+    match op {
+        "-A" => table[index].1.push(line.to_string()),
+        "-I" => {
+            let (position, spec) = match spec.split_once(' ') {
+                Some((n, tail)) if n.bytes().all(|b| b.is_ascii_digit()) => {
+                    (n.parse::<usize>().unwrap_or(1).max(1) - 1, tail)
+                }
+                _ => (0, spec),
+            };
+            let rules = &mut table[index].1;
+            rules.insert(position.min(rules.len()), format!("-A {chain} {spec}"));
+        }
+        "-D" => {
+            let wanted = format!("-A {chain} {spec}");
+            let rules = &mut table[index].1;
+            let at = rules
+                .iter()
+                .position(|r| *r == wanted)
+                .ok_or_else(|| format!("-D: no such rule in {chain}"))?;
+            rules.remove(at);
+        }
+        "-X" => {
+            if !table[index].1.is_empty() {
+                return Err(format!("-X: chain {chain} is not empty"));
+            }
+            table.remove(index);
+        }
+        other => return Err(format!("unknown command {other}")),
+    }
+    Ok(())
 }
 
 fn rule_chain(rule: &str) -> &str {

@@ -46,6 +46,7 @@ struct PendingBelief {
     newly_stale: Vec<String>,
     deleted: Vec<String>,
     full: bool,
+    nat_rules_total: usize,
 }
 
 /// Renders syncs for one IP family and tracks kernel state between them.
@@ -62,6 +63,7 @@ pub struct IptablesProxier {
     pending: Option<PendingBelief>,
     partial_restore_failures: u64,
     last_size: usize,
+    nat_rules_total: usize,
 }
 
 impl IptablesProxier {
@@ -78,6 +80,7 @@ impl IptablesProxier {
             pending: None,
             partial_restore_failures: 0,
             last_size: 0,
+            nat_rules_total: 0,
         }
     }
 
@@ -132,6 +135,9 @@ impl IptablesProxier {
                 .last_full_sync
                 .is_none_or(|t| now.saturating_duration_since(t) > self.settings.full_sync_period);
         let large_cluster = snapshot.endpoint_count() > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
+        if !full && self.settings.incremental_dispatch {
+            return self.sync_incremental(snapshot, changed, now, large_cluster);
+        }
         let mut sections = Sections::with_capacity(self.last_size);
         let mut plan = SyncPlan {
             full,
@@ -143,6 +149,7 @@ impl IptablesProxier {
             newly_stale: Vec::new(),
             deleted: Vec::new(),
             full,
+            nat_rules_total: 0,
         };
         for name in &pending.removed {
             if let Some(old) = self.kernel.get(name) {
@@ -197,10 +204,123 @@ impl IptablesProxier {
         plan.nat_rules_written += sections.fixed_nat_rules;
         plan.filter_rules = sections.filter_rule_count;
         plan.nat_rules_total = plan.nat_rules_written + skipped_rules;
+        pending.nat_rules_total = plan.nat_rules_total;
         self.pending = Some(pending);
         if full {
             self.last_full_sync = Some(now);
         }
+        plan
+    }
+
+    /// A partial sync that touches only the changed services: their chains are rewritten,
+    /// and their dispatch and filter rules are deleted and inserted one by one.
+    fn sync_incremental(
+        &mut self,
+        snapshot: &Snapshot,
+        changed: &BTreeSet<NamespacedName>,
+        now: Instant,
+        large_cluster: bool,
+    ) -> SyncPlan {
+        let mut pending = PendingBelief {
+            written: Vec::new(),
+            removed: self.removed_ports(snapshot, changed, false),
+            newly_stale: Vec::new(),
+            deleted: Vec::new(),
+            full: false,
+            nat_rules_total: self.nat_rules_total,
+        };
+        let ctx = RenderContext {
+            settings: &self.settings,
+            large_cluster,
+        };
+        let mut filter = String::new();
+        let mut nat_chains = String::new();
+        let mut nat_rules = String::new();
+        let mut written_rules = 0;
+        let mut no_local = (0, 0);
+        for service in changed {
+            for (name, entry) in snapshot.service_entries(service) {
+                let rules = Arc::new(render_service(&ctx, entry));
+                no_local.0 += usize::from(rules.no_local_internal);
+                no_local.1 += usize::from(rules.no_local_external);
+                let old = self.kernel.get(name);
+                let old_filter = old.map_or("", |o| o.filter_rules.as_str());
+                let old_dispatch = old.map_or("", |o| o.dispatch_rules.as_str());
+                diff_lines(&mut filter, old_filter, &rules.filter_rules, false);
+                written_rules +=
+                    diff_lines(&mut nat_rules, old_dispatch, &rules.dispatch_rules, true);
+                for chain in &rules.chains {
+                    push_chain_line(&mut nat_chains, chain);
+                }
+                nat_rules.push_str(&rules.chain_rules);
+                written_rules += rules.chain_rule_count;
+                let old_count = old.map_or(0, |o| o.chain_rule_count + o.dispatch_rule_count);
+                pending.nat_rules_total =
+                    pending.nat_rules_total + rules.chain_rule_count + rules.dispatch_rule_count
+                        - old_count.min(pending.nat_rules_total);
+                if let Some(old) = old {
+                    pending.newly_stale.extend(
+                        old.chains
+                            .iter()
+                            .filter(|c| !rules.chains.contains(c))
+                            .cloned(),
+                    );
+                }
+                self.cache.insert(
+                    name.clone(),
+                    CachedService {
+                        rules: Arc::clone(&rules),
+                        large_cluster,
+                    },
+                );
+                pending.written.push((name.clone(), rules));
+            }
+        }
+        for name in &pending.removed {
+            self.cache.remove(name);
+            if let Some(old) = self.kernel.get(name) {
+                diff_lines(&mut filter, &old.filter_rules, "", false);
+                diff_lines(&mut nat_rules, &old.dispatch_rules, "", true);
+                pending.newly_stale.extend(old.chains.iter().cloned());
+                pending.nat_rules_total = pending
+                    .nat_rules_total
+                    .saturating_sub(old.chain_rule_count + old.dispatch_rule_count);
+            }
+        }
+        let cleanup = !large_cluster
+            || self
+                .last_cleanup
+                .is_none_or(|t| now.saturating_duration_since(t) > self.settings.sync_period);
+        if cleanup {
+            self.last_cleanup = Some(now);
+            pending.deleted = self.chains_to_delete(&pending);
+        }
+        let mut restore = String::with_capacity(filter.len() + nat_rules.len() + 256);
+        restore.push_str("*filter\n");
+        restore.push_str(&filter);
+        restore.push_str("COMMIT\n*nat\n");
+        restore.push_str(&nat_chains);
+        for chain in &pending.deleted {
+            push_chain_line(&mut restore, chain);
+        }
+        restore.push_str(&nat_rules);
+        for chain in &pending.deleted {
+            restore.push_str("-X ");
+            restore.push_str(chain);
+            restore.push('\n');
+        }
+        restore.push_str("COMMIT\n");
+        let plan = SyncPlan {
+            restore,
+            full: false,
+            nat_rules_written: written_rules,
+            nat_rules_total: pending.nat_rules_total,
+            filter_rules: 0,
+            deleted_chains: pending.deleted.clone(),
+            no_local_internal: no_local.0,
+            no_local_external: no_local.1,
+        };
+        self.pending = Some(pending);
         plan
     }
 
@@ -301,6 +421,7 @@ impl IptablesProxier {
                 self.stale.remove(chain);
             }
             self.need_full_sync = false;
+            self.nat_rules_total = pending.nat_rules_total;
         } else {
             if !pending.full {
                 self.partial_restore_failures += 1;
@@ -309,6 +430,39 @@ impl IptablesProxier {
             self.last_full_sync = None;
         }
     }
+}
+
+/// Writes the rule changes that turn `old` into `new` (both `-A …` lines): `-D` for each
+/// line only in `old`, then each line only in `new`, as `-I CHAIN 1 …` when `insert` (so a
+/// rule lands above `KUBE-SERVICES`' final NodePort jump) or as `-A`. Returns the number of
+/// rules added.
+fn diff_lines(out: &mut String, old: &str, new: &str, insert: bool) -> usize {
+    let mut added = 0;
+    for line in old.lines() {
+        if !new.lines().any(|n| n == line) {
+            out.push_str("-D");
+            out.push_str(&line[2..]);
+            out.push('\n');
+        }
+    }
+    for line in new.lines() {
+        if old.lines().any(|o| o == line) {
+            continue;
+        }
+        added += 1;
+        match line
+            .strip_prefix("-A ")
+            .and_then(|rest| rest.split_once(' '))
+        {
+            Some((chain, rest)) if insert && chain == "KUBE-SERVICES" => {
+                out.push_str("-I KUBE-SERVICES 1 ");
+                out.push_str(rest);
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    added
 }
 
 /// Below this many ports, rendering stays on the calling thread.

@@ -105,7 +105,7 @@ mod tests {
     fn hostile_text_cannot_break_out() {
         let out = quoted("x\"\n-A KUBE-SERVICES -j ACCEPT \\");
         assert!(!out.contains('\n'));
-        assert_eq!(out, "\"x\\\"  -A KUBE-SERVICES -j ACCEPT \\\\\"");
+        assert_eq!(out, "\"x\\\" -A KUBE-SERVICES -j ACCEPT \\\\\"");
         assert!(quoted(&"é".repeat(400)).len() <= MAX_COMMENT_BYTES + 2);
     }
 }

@@ -85,6 +85,11 @@ pub struct IptablesSettings {
     pub sync_period: Duration,
     /// A full sync is forced at least this often.
     pub full_sync_period: Duration,
+    /// On partial syncs, change only the dispatch and filter rules of changed services
+    /// (`-D`/`-I`) instead of rewriting those chains whole. The kernel ends up with the
+    /// same rules; the restore input is no longer upstream's. The agent turns this on;
+    /// conformance runs without it.
+    pub incremental_dispatch: bool,
 }
 
 impl IptablesSettings {
@@ -107,6 +112,7 @@ impl IptablesSettings {
             random_fully: false,
             sync_period: Duration::from_secs(30),
             full_sync_period: Duration::from_secs(3600),
+            incremental_dispatch: false,
         }
     }
 

@@ -152,10 +152,17 @@ impl Snapshot {
         &'a self,
         key: &'a NamespacedName,
     ) -> impl Iterator<Item = &'a ServicePortName> + 'a {
+        self.service_entries(key).map(|(name, _)| name)
+    }
+
+    /// The ports of one service, in name order.
+    pub fn service_entries<'a>(
+        &'a self,
+        key: &'a NamespacedName,
+    ) -> impl Iterator<Item = (&'a ServicePortName, &'a Arc<ServiceEntry>)> + 'a {
         self.entries
             .range(port_range_start(key)..)
-            .map(|(name, _)| name)
-            .take_while(move |name| &name.service == key)
+            .take_while(move |(name, _)| &name.service == key)
     }
 
     /// Every service port, in name order.
@@ -184,7 +191,8 @@ impl Snapshot {
     }
 }
 
-fn port_range_start(key: &NamespacedName) -> ServicePortName {
+/// The smallest port name of a service: where its ports start in name order.
+pub fn port_range_start(key: &NamespacedName) -> ServicePortName {
     ServicePortName {
         service: key.clone(),
         port: String::new(),

@@ -1,0 +1,180 @@
+//! Incremental partial syncs (`-D`/`-I` in the dispatch chains) leave the kernel in the same
+//! state as a full sync would: random cluster changes are applied both ways to fake
+//! kernels and the results compared chain by chain.
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kproxy_iptables::fake::FakeKernel;
+use kproxy_iptables::{jump_rules, IptablesProxier, IptablesSettings, LocalDetector};
+use kproxy_model::{
+    ClusterStore, IpFamily, KubeObject, ObjectKind, ObjectRef, Snapshot, StoreEvent,
+};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+/// One random change to the cluster.
+#[derive(Debug, Clone)]
+enum Change {
+    /// (Re)create service `n` with a kind (0 ClusterIP, 1 NodePort, 2 eTP Local LB).
+    Service(usize, u8),
+    DeleteService(usize),
+    /// Give service `n` these endpoints: (pod index, ready, local).
+    Endpoints(usize, Vec<(u8, bool, bool)>),
+    DeleteEndpoints(usize),
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        (0..6usize, 0..3u8).prop_map(|(n, k)| Change::Service(n, k)),
+        (0..6usize).prop_map(Change::DeleteService),
+        (
+            0..6usize,
+            proptest::collection::vec((0..8u8, any::<bool>(), any::<bool>()), 0..4)
+        )
+            .prop_map(|(n, e)| Change::Endpoints(n, e)),
+        (0..6usize).prop_map(Change::DeleteEndpoints),
+    ]
+}
+
+fn meta(name: String, labels: Option<BTreeMap<String, String>>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some("ns".into()),
+        labels,
+        ..ObjectMeta::default()
+    }
+}
+
+fn event(change: &Change) -> StoreEvent {
+    match change {
+        Change::Service(n, kind) => {
+            let (type_, policy) = match kind {
+                0 => ("ClusterIP", None),
+                1 => ("NodePort", None),
+                _ => ("LoadBalancer", Some("Local".to_string())),
+            };
+            StoreEvent::Apply(KubeObject::Service(Box::new(Service {
+                metadata: meta(format!("svc{n}"), None),
+                spec: Some(ServiceSpec {
+                    type_: Some(type_.into()),
+                    cluster_ip: Some(format!("10.96.0.{}", n + 1)),
+                    external_traffic_policy: policy,
+                    health_check_node_port: (*kind == 2).then_some(32000 + *n as i32),
+                    ports: Some(vec![ServicePort {
+                        name: Some("p".into()),
+                        port: 80,
+                        node_port: (*kind > 0).then_some(30000 + *n as i32),
+                        ..ServicePort::default()
+                    }]),
+                    ..ServiceSpec::default()
+                }),
+                status: None,
+            })))
+        }
+        Change::DeleteService(n) => StoreEvent::Delete(ObjectRef {
+            kind: ObjectKind::Service,
+            namespace: "ns".into(),
+            name: format!("svc{n}"),
+        }),
+        Change::Endpoints(n, eps) => {
+            let labels =
+                BTreeMap::from([("kubernetes.io/service-name".to_string(), format!("svc{n}"))]);
+            StoreEvent::Apply(KubeObject::EndpointSlice(Box::new(EndpointSlice {
+                metadata: meta(format!("svc{n}-1"), Some(labels)),
+                address_type: "IPv4".into(),
+                endpoints: eps
+                    .iter()
+                    .map(|(pod, ready, local)| Endpoint {
+                        addresses: vec![format!("10.244.{n}.{}", pod + 1)],
+                        conditions: Some(EndpointConditions {
+                            ready: Some(*ready),
+                            serving: Some(true),
+                            terminating: Some(!ready),
+                        }),
+                        node_name: Some(if *local { "node-0" } else { "node-1" }.into()),
+                        ..Endpoint::default()
+                    })
+                    .collect(),
+                ports: Some(vec![EndpointPort {
+                    name: Some("p".into()),
+                    port: Some(8080),
+                    ..EndpointPort::default()
+                }]),
+            })))
+        }
+        Change::DeleteEndpoints(n) => StoreEvent::Delete(ObjectRef {
+            kind: ObjectKind::EndpointSlice,
+            namespace: "ns".into(),
+            name: format!("svc{n}-1"),
+        }),
+    }
+}
+
+fn settings(incremental: bool) -> IptablesSettings {
+    let mut s = IptablesSettings::new(IpFamily::V4, "node-0");
+    s.local_detector = LocalDetector::Cidrs(vec!["10.244.0.0/16".parse().expect("cidr")]);
+    s.incremental_dispatch = incremental;
+    s
+}
+
+/// The kernel's chains, dispatch chains as sorted sets (their order carries no meaning).
+fn normalized(kernel: &FakeKernel) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for table in ["filter", "nat"] {
+        for chain in kernel.chains(table) {
+            let mut rules = kernel
+                .chain_rules(table, &chain)
+                .unwrap_or_default()
+                .to_vec();
+            let dispatch = matches!(
+                chain.as_str(),
+                "KUBE-SERVICES"
+                    | "KUBE-NODEPORTS"
+                    | "KUBE-EXTERNAL-SERVICES"
+                    | "KUBE-PROXY-FIREWALL"
+            );
+            if dispatch {
+                rules.sort();
+            }
+            out.insert(format!("{table}/{chain}"), rules);
+        }
+    }
+    out
+}
+
+fn full_sync_kernel(store: &ClusterStore) -> FakeKernel {
+    let mut warnings = Vec::new();
+    let snapshot = Snapshot::build(store, IpFamily::V4, "node-0", &mut warnings);
+    let mut kernel = FakeKernel::new();
+    kernel.ensure_jumps(&jump_rules(IpFamily::V4, true));
+    let plan =
+        IptablesProxier::new(settings(false)).sync(&snapshot, &BTreeSet::new(), Instant::now());
+    kernel.restore(&plan.restore).expect("full sync applies");
+    kernel
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    #[test]
+    fn incremental_syncs_equal_a_full_sync(changes in proptest::collection::vec(change(), 1..25)) {
+        let mut store = ClusterStore::new();
+        let mut warnings = Vec::new();
+        let mut snapshot = Snapshot::new(IpFamily::V4, "node-0");
+        let mut proxier = IptablesProxier::new(settings(true));
+        let mut kernel = FakeKernel::new();
+        kernel.ensure_jumps(&jump_rules(IpFamily::V4, true));
+        for (step, change) in changes.iter().enumerate() {
+            store.apply(event(change));
+            let changed = store.take_changes().services;
+            snapshot.refresh(&store, &changed, &mut warnings);
+            let plan = proxier.sync(&snapshot, &changed, Instant::now());
+            let applied = kernel.restore(&plan.restore);
+            prop_assert!(applied.is_ok(), "step {step} {change:?}: {applied:?}\n{}", plan.restore);
+            proxier.applied(true);
+            prop_assert_eq!(normalized(&kernel), normalized(&full_sync_kernel(&store)), "after step {} {:?}", step, change);
+        }
+    }
+}
