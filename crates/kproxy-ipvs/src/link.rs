@@ -25,6 +25,16 @@ pub trait VipInterface {
 
     /// Deletes the interface; absent is fine.
     fn delete(&mut self) -> Result<()>;
+
+    /// Binds many addresses; already bound is fine. One at a time unless overridden.
+    fn add_addresses(&mut self, addrs: &[IpAddr]) -> Result<()> {
+        addrs.iter().try_for_each(|a| self.add_address(*a))
+    }
+
+    /// Unbinds many addresses; not bound is fine. One at a time unless overridden.
+    fn remove_addresses(&mut self, addrs: &[IpAddr]) -> Result<()> {
+        addrs.iter().try_for_each(|a| self.remove_address(*a))
+    }
 }
 
 /// [`VipInterface`] through the `ip` tool (iproute2).
@@ -53,6 +63,35 @@ impl IpCommandLink {
 
     fn ip(&self, args: &[&str]) -> Result<String> {
         tool::run(self.netns.as_deref(), "ip", args, "")
+    }
+
+    /// Runs `ip -batch -` with one `addr VERB` line per address; if the batch fails
+    /// (an address already there, or already gone), falls back to one call each.
+    fn addr_batch(
+        &mut self,
+        verb: &str,
+        addrs: &[IpAddr],
+        one: fn(&mut Self, IpAddr) -> Result<()>,
+    ) -> Result<()> {
+        if addrs.len() < 2 {
+            return addrs.iter().try_for_each(|a| one(self, *a));
+        }
+        let mut script = String::new();
+        for addr in addrs {
+            script.push_str(&format!(
+                "addr {verb} {} dev {}",
+                host_prefix(addr),
+                self.name
+            ));
+            if verb == "add" && addr.is_ipv6() {
+                script.push_str(" nodad");
+            }
+            script.push('\n');
+        }
+        if tool::run(self.netns.as_deref(), "ip", &["-batch", "-"], &script).is_ok() {
+            return Ok(());
+        }
+        addrs.iter().try_for_each(|a| one(self, *a))
     }
 
     fn exists(&self) -> bool {
@@ -129,6 +168,14 @@ impl VipInterface for IpCommandLink {
             return Ok(());
         }
         removed.map(|_| ())
+    }
+
+    fn add_addresses(&mut self, addrs: &[IpAddr]) -> Result<()> {
+        self.addr_batch("add", addrs, Self::add_address)
+    }
+
+    fn remove_addresses(&mut self, addrs: &[IpAddr]) -> Result<()> {
+        self.addr_batch("del", addrs, Self::remove_address)
     }
 
     fn delete(&mut self) -> Result<()> {

@@ -203,6 +203,15 @@ impl IptablesRunner for FakeIptables {
         }
         Ok(())
     }
+
+    fn remove_jump(&mut self, rule: &JumpRule) -> Result<()> {
+        let key = (rule.table.to_string(), rule.chain.to_string());
+        let text = rule.rule_text();
+        if let Some(chain) = self.jumps.get_mut(&key) {
+            chain.retain(|r| *r != text);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

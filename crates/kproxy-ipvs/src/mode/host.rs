@@ -62,6 +62,9 @@ pub trait IptablesRunner {
 
     /// Inserts `rule` at the top of its chain unless it is already there.
     fn ensure_jump(&mut self, rule: &JumpRule) -> Result<()>;
+
+    /// Deletes `rule` from its chain; absent is fine.
+    fn remove_jump(&mut self, rule: &JumpRule) -> Result<()>;
 }
 
 /// [`IptablesRunner`] through the iptables tools (legacy or nft backend).
@@ -137,6 +140,22 @@ pub fn split_args(text: &str) -> Vec<String> {
     args
 }
 
+impl IptablesCommand {
+    /// Runs `iptables -w -t TABLE OP… CHAIN MATCHES -j TARGET` (`-I` takes its chain and
+    /// position in `op`).
+    fn rule_op(&self, rule: &JumpRule, op: &[&str]) -> Result<String> {
+        let matches = split_args(&rule.matches);
+        let mut args = vec!["-w", "-t", rule.table];
+        args.extend_from_slice(op);
+        if op.len() == 1 {
+            args.push(rule.chain);
+        }
+        args.extend(matches.iter().map(String::as_str));
+        args.extend(["-j", rule.target]);
+        tool::run(self.netns.as_deref(), self.iptables, &args, "")
+    }
+}
+
 impl IptablesRunner for IptablesCommand {
     fn restore(&mut self, text: &str) -> Result<()> {
         let args = ["-w", "--noflush", "--counters"];
@@ -144,19 +163,17 @@ impl IptablesRunner for IptablesCommand {
     }
 
     fn ensure_jump(&mut self, rule: &JumpRule) -> Result<()> {
-        let matches = split_args(&rule.matches);
-        let spec = |op: &'static str, position: Option<&'static str>| -> Vec<&str> {
-            let mut args = vec!["-w", "-t", rule.table, op, rule.chain];
-            args.extend(position);
-            args.extend(matches.iter().map(String::as_str));
-            args.extend(["-j", rule.target]);
-            args
-        };
-        let netns = self.netns.as_deref();
-        if tool::run(netns, self.iptables, &spec("-C", None), "").is_ok() {
+        if self.rule_op(rule, &["-C"]).is_ok() {
             return Ok(());
         }
-        tool::run(netns, self.iptables, &spec("-I", Some("1")), "").map(|_| ())
+        self.rule_op(rule, &["-I", rule.chain, "1"]).map(|_| ())
+    }
+
+    fn remove_jump(&mut self, rule: &JumpRule) -> Result<()> {
+        while self.rule_op(rule, &["-C"]).is_ok() {
+            self.rule_op(rule, &["-D"])?;
+        }
+        Ok(())
     }
 }
 

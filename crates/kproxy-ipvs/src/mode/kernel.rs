@@ -4,13 +4,14 @@
 
 use crate::error::Result;
 use crate::handle::IpvsHandle;
-use crate::ipset::IpsetRunner;
+use crate::ipset::{render_destroy, IpsetRunner};
 use crate::link::{VipInterface, KUBE_IPVS0};
 use crate::sysctl::{apply_settings, ipvs_settings, KernelVersion, Sysctl};
 use crate::types::Timeouts;
 
 use super::host::{HostAddresses, IptablesRunner};
 use super::proxier::{IpvsSyncPlan, Observed};
+use super::rules::{jump_rules, render_cleanup};
 
 /// How applying a plan went. Any error means the proxier should retry.
 #[derive(Debug, Default)]
@@ -77,22 +78,23 @@ where
         })
     }
 
-    /// Applies a plan in its order. A failed ipset restore stops the sync (the rules would
-    /// name missing sets); a failed iptables restore skips the clean-up steps.
+    /// Applies a plan in its order; the jump rules go in right after the restore that
+    /// creates their chains. A failed ipset restore stops the sync (the rules would name
+    /// missing sets); a failed iptables restore skips the clean-up steps.
     pub fn apply(&mut self, plan: &IpvsSyncPlan) -> ApplyReport {
         let mut report = ApplyReport::default();
         if let Err(e) = self.ipset.restore(&plan.ipset_restore) {
             report.errors.push(format!("ipset restore: {e}"));
             return report;
         }
-        for addr in &plan.bind {
-            if let Err(e) = self.link.add_address(*addr) {
-                report
-                    .errors
-                    .push(format!("bind {addr} to {KUBE_IPVS0}: {e}"));
-            }
+        if let Err(e) = self.link.add_addresses(&plan.bind) {
+            report.errors.push(format!("bind to {KUBE_IPVS0}: {e}"));
         }
         self.apply_ipvs(&plan.ipvs_ops, &mut report);
+        if let Err(e) = self.iptables.restore(&plan.iptables_restore) {
+            report.errors.push(format!("iptables restore: {e}"));
+            return report;
+        }
         for rule in &plan.jump_rules {
             if let Err(e) = self.iptables.ensure_jump(rule) {
                 report
@@ -100,18 +102,37 @@ where
                     .push(format!("jump {}: {e}", rule.rule_text()));
             }
         }
-        if let Err(e) = self.iptables.restore(&plan.iptables_restore) {
-            report.errors.push(format!("iptables restore: {e}"));
-            return report;
-        }
         report.restored = true;
-        for addr in &plan.unbind {
-            if let Err(e) = self.link.remove_address(*addr) {
-                report.errors.push(format!("unbind {addr}: {e}"));
-            }
+        if let Err(e) = self.link.remove_addresses(&plan.unbind) {
+            report
+                .errors
+                .push(format!("unbind addresses from {KUBE_IPVS0}: {e}"));
         }
         self.apply_ipvs(&plan.stale_services, &mut report);
         report
+    }
+
+    /// `--cleanup`: flushes IPVS, deletes kube-ipvs0, removes the jump rules, flushes and
+    /// deletes the mode's chains, then destroys its sets (only unreferenced sets can go).
+    /// Missing pieces are fine; every failure is reported.
+    pub fn cleanup(&mut self, set_names: &[String]) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut note = |what: &str, result: Result<()>| {
+            if let Err(e) = result {
+                errors.push(format!("{what}: {e}"));
+            }
+        };
+        note("flush IPVS", self.ipvs.flush());
+        note("delete kube-ipvs0", self.link.delete());
+        for rule in jump_rules() {
+            note("remove jump rule", self.iptables.remove_jump(&rule));
+        }
+        note("delete chains", self.iptables.restore(&render_cleanup()));
+        note(
+            "destroy sets",
+            self.ipset.restore(&render_destroy(set_names)),
+        );
+        errors
     }
 
     fn apply_ipvs(&mut self, ops: &[crate::ops::IpvsOp], report: &mut ApplyReport) {

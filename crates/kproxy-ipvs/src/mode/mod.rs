@@ -30,7 +30,9 @@ pub use host::{
 pub use kernel::{ApplyReport, IpvsKernel};
 pub use node_addresses::{node_addresses, node_port_ips, usable_node_address};
 pub use proxier::{IpvsProxier, IpvsSyncPlan, Observed};
-pub use rules::{chain_declarations, jump_rules, render_rules, FILTER_CHAINS, NAT_CHAINS};
+pub use rules::{
+    chain_declarations, jump_rules, render_cleanup, render_rules, FILTER_CHAINS, NAT_CHAINS,
+};
 pub use service::ipvs_protocol;
 pub use sets::{build_sets, set_name, SetEntries};
 pub use settings::{IpvsSettings, DRAIN_CHECK_PERIOD};

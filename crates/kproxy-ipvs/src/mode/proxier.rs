@@ -41,10 +41,10 @@ pub struct IpvsSyncPlan {
     /// 3. IPVS changes: new and changed virtual servers, real servers added, updated and
     ///    drained.
     pub ipvs_ops: Vec<IpvsOp>,
-    /// 4. Rules to keep at the top of built-in chains.
-    pub jump_rules: Vec<JumpRule>,
-    /// 5. `iptables-restore --noflush` text (nat and filter).
+    /// 4. `iptables-restore --noflush` text (nat and filter).
     pub iptables_restore: String,
+    /// 5. Rules to keep at the top of built-in chains (into the chains the restore made).
+    pub jump_rules: Vec<JumpRule>,
     /// 6. Only once the restore succeeded: addresses to unbind from kube-ipvs0.
     pub unbind: Vec<IpAddr>,
     /// 7. Only once the restore succeeded: stale virtual servers to delete.

@@ -81,6 +81,21 @@ pub fn chain_declarations(chains: &[&str]) -> String {
     chains.iter().map(|c| format!(":{c} - [0:0]\n")).collect()
 }
 
+/// Restore text that flushes and deletes the mode's chains (jump rules into them must be
+/// gone first).
+pub fn render_cleanup() -> String {
+    let mut out = String::new();
+    for (table, chains) in [("nat", &NAT_CHAINS[..]), ("filter", &FILTER_CHAINS[..])] {
+        out.push_str(&format!("*{table}\n"));
+        out.push_str(&chain_declarations(chains));
+        for chain in chains {
+            out.push_str(&format!("-X {chain}\n"));
+        }
+        out.push_str("COMMIT\n");
+    }
+    out
+}
+
 /// Writes rules into one table's text.
 struct RuleWriter<'a> {
     out: String,

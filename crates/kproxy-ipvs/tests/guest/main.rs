@@ -2,6 +2,7 @@
 //! `tools/ipvs-vm/test` runs them inside the UML guest (`IPVS_VM=1`).
 
 mod gate;
+mod mode;
 mod netlink;
 mod scale;
 mod traffic;
