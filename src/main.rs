@@ -7,11 +7,15 @@ use std::io::Write;
 use std::process::ExitCode;
 
 /// kproxy: Kubernetes services on this node, in iptables, nftables or IPVS.
+///
+/// Without a subcommand, kproxy is the node agent and takes kube-proxy's flags.
 #[derive(Debug, Parser)]
-#[command(name = "kproxy", version, about)]
+#[command(name = "kproxy", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    agent: kproxy_node::AgentArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -24,7 +28,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let Some(command) = cli.command else {
+        return match kproxy_node::run_agent(cli.agent) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    };
+    match command {
         Command::Rules(args) => match cli::rules::render(&args) {
             Ok((text, warnings)) => {
                 for warning in warnings {

@@ -130,10 +130,11 @@ impl ClusterStore {
         if unchanged {
             return;
         }
+        let counted_before = self.changes.endpoint_changes;
         self.remove_slice(&key);
         match owner {
             Some(owner) => {
-                self.changes.endpoint_changes += 1;
+                self.changes.endpoint_changes = counted_before + 1;
                 self.changes.services.insert(owner.clone());
                 self.slices
                     .entry(owner.clone())

@@ -160,6 +160,7 @@ impl IptablesModeSettings {
         settings.conntrack_tcp_liberal = self.tcp_be_liberal;
         settings.random_fully = random_fully;
         settings.sync_period = self.sync_period;
+        settings.incremental_dispatch = true;
         settings
     }
 }
