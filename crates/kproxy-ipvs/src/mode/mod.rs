@@ -36,3 +36,6 @@ pub use rules::{
 pub use service::ipvs_protocol;
 pub use sets::{build_sets, set_name, SetEntries};
 pub use settings::{IpvsSettings, DRAIN_CHECK_PERIOD};
+
+#[cfg(test)]
+mod tests;
