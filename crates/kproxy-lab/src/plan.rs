@@ -42,6 +42,13 @@ pub fn outside_ip(family: IpFamily, which: u8) -> IpAddr {
     )
 }
 
+/// The external network's router, the node's default gateway. It is an address of the
+/// outside namespace, which does not forward: traffic the node sends there (no service
+/// rule matched) is dropped, as a router without a route would.
+pub fn gateway_ip(family: IpFamily) -> IpAddr {
+    pick(family, [192, 168, 50, 1], [0xfd00, 0x50, 0, 0, 0, 0, 0, 1])
+}
+
 /// Server pod `index`'s address (pods are numbered from 0; addresses from `.2`).
 pub fn pod_ip(family: IpFamily, index: u8) -> IpAddr {
     let host = 2 + index;

@@ -141,6 +141,10 @@ impl Lab {
             ("net/ipv4/conf/all/route_localnet", "1"),
             ("net/bridge/bridge-nf-call-iptables", "1"),
             ("net/bridge/bridge-nf-call-ip6tables", "1"),
+            // The per-host ICMP rate limit can swallow the first REJECT answers to a new
+            // client; the lab wants every one of them.
+            ("net/ipv4/icmp_ratelimit", "0"),
+            ("net/ipv6/icmp/ratelimit", "0"),
         ] {
             node.sysctl(key, value)?;
         }
@@ -163,13 +167,25 @@ impl Lab {
         ])?;
         for family in FAMILIES {
             add_address(node, "eth0", plan::node_ip(family), family)?;
-            for which in [0, 1] {
-                add_address(outside, "eth0", plan::outside_ip(family, which), family)?;
+            // The first address is the one connections come from by default; the others
+            // are there to be bound explicitly.
+            add_address(outside, "eth0", plan::outside_ip(family, 0), family)?;
+            for extra in [plan::outside_ip(family, 1), plan::gateway_ip(family)] {
+                add_extra_address(outside, "eth0", extra, family)?;
             }
         }
         node.ip(&["link", "set", "eth0", "up"])?;
         outside.ip(&["link", "set", "eth0", "up"])?;
         for family in FAMILIES {
+            let gateway = plan::gateway_ip(family).to_string();
+            node.ip(&[
+                family_flag(family),
+                "route",
+                "add",
+                "default",
+                "via",
+                &gateway,
+            ])?;
             let via = plan::node_ip(family).to_string();
             for cidr in plan::routed_to_node(family) {
                 outside.ip(&[family_flag(family), "route", "add", cidr, "via", &via])?;
@@ -237,6 +253,22 @@ fn add_address(
     let mut args = vec!["addr", "add", address.as_str(), "dev", link];
     if family == IpFamily::V6 {
         args.push("nodad");
+    }
+    netns.ip(&args).map(drop)
+}
+
+/// An address that is never picked as a source by itself (IPv4: a secondary address;
+/// IPv6: deprecated at once), so the interface's first address stays the default.
+fn add_extra_address(
+    netns: &Netns,
+    link: &str,
+    ip: std::net::IpAddr,
+    family: IpFamily,
+) -> Result<(), LabError> {
+    let address = plan::with_prefix(ip, family);
+    let mut args = vec!["addr", "add", address.as_str(), "dev", link];
+    if family == IpFamily::V6 {
+        args.extend(["nodad", "preferred_lft", "0"]);
     }
     netns.ip(&args).map(drop)
 }
