@@ -12,7 +12,6 @@ use kproxy_lab::{
 };
 use kproxy_model::IpFamily;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long the agent may take to program its first rules.
@@ -25,29 +24,34 @@ pub struct Running {
     pub agent: Agent,
     pub mode: ProxyMode,
     pub binary: AgentBinary,
-    pub cluster_file: PathBuf,
+    pub options: AgentOptions,
     pub lab: Lab,
 }
 
 impl Running {
     /// Starts another agent on the same node with the same options (after a stop).
     pub fn restart_agent(&mut self) {
-        let options = file_options(self.mode, self.cluster_file.clone());
-        self.agent = self
-            .lab
-            .start_agent(&self.binary, &options)
-            .expect("agent restarts");
-        self.agent
-            .wait_synced(SYNC_TIMEOUT)
-            .unwrap_or_else(|e| panic!("[{}] restarted agent: {e}", self.mode));
+        self.agent = start_synced(&self.lab, &self.binary, &self.options);
     }
 
     /// Rewrites the cluster file at once (write beside, then rename).
     pub fn rewrite_cluster(&self, text: &str) {
-        let staged = self.cluster_file.with_extension("new");
+        let ClusterSource::File(path) = &self.options.source else {
+            panic!("the agent does not read a cluster file");
+        };
+        let staged = path.with_extension("new");
         std::fs::write(&staged, text).expect("write cluster file");
-        std::fs::rename(&staged, &self.cluster_file).expect("replace cluster file");
+        std::fs::rename(&staged, path).expect("replace cluster file");
     }
+}
+
+/// Starts an agent on `lab` and waits for its first sync.
+pub fn start_synced(lab: &Lab, binary: &AgentBinary, options: &AgentOptions) -> Agent {
+    let mut agent = lab.start_agent(binary, options).expect("agent starts");
+    agent
+        .wait_synced(SYNC_TIMEOUT)
+        .unwrap_or_else(|e| panic!("[{}] agent: {e}", options.mode));
+    agent
 }
 
 /// The lab and a located binary, or `None` after a skip notice (a failure under CI).
@@ -65,28 +69,41 @@ pub fn lab_prerequisites(test: &str) -> Option<AgentBinary> {
     }
 }
 
-/// Agent options for a cluster file.
-pub fn file_options(mode: ProxyMode, path: PathBuf) -> AgentOptions {
-    AgentOptions {
-        mode,
-        source: ClusterSource::File(path),
-        extra_args: Vec::new(),
-    }
+/// Runs `check` once per selected proxy mode, each in a fresh lab whose agent has synced
+/// `cluster` from a cluster file. A mode the binary does not have yet is skipped with a
+/// notice.
+pub fn for_each_mode(test: &str, cluster: &str, mut check: impl FnMut(&mut Running)) {
+    for_each_mode_with(
+        test,
+        |lab| {
+            let path = lab
+                .write_file("cluster.yaml", cluster)
+                .expect("cluster file");
+            (ClusterSource::File(path), ())
+        },
+        |running, ()| check(running),
+    );
 }
 
-/// Runs `check` once per selected proxy mode, each in a fresh lab whose agent has synced
-/// `cluster`. A mode the binary does not have yet is skipped with a notice.
-pub fn for_each_mode(test: &str, cluster: &str, mut check: impl FnMut(&mut Running)) {
+/// [`for_each_mode`] with the source made per lab by `source`, which also returns what the
+/// check needs beside it (a fake API server); that outlives the agent.
+pub fn for_each_mode_with<T>(
+    test: &str,
+    mut source: impl FnMut(&Lab) -> (ClusterSource, T),
+    mut check: impl FnMut(&mut Running, &T),
+) {
     let Some(binary) = lab_prerequisites(test) else {
         return;
     };
     let mut ran = Vec::new();
     for mode in ProxyMode::selected() {
         let lab = Lab::build(LabSpec::default()).expect("lab builds");
-        let cluster_file = lab
-            .write_file("cluster.yaml", cluster)
-            .expect("cluster file");
-        let options = file_options(mode, cluster_file.clone());
+        let (source, companion) = source(&lab);
+        let options = AgentOptions {
+            mode,
+            source,
+            extra_args: Vec::new(),
+        };
         let mut agent = lab.start_agent(&binary, &options).expect("agent starts");
         match agent.wait_synced(SYNC_TIMEOUT) {
             Ok(()) => {}
@@ -101,10 +118,10 @@ pub fn for_each_mode(test: &str, cluster: &str, mut check: impl FnMut(&mut Runni
             agent,
             mode,
             binary: binary.clone(),
-            cluster_file,
+            options,
             lab,
         };
-        check(&mut running);
+        check(&mut running, &companion);
         eprintln!("{test} [{mode}]: passed in {:?}", started.elapsed());
         ran.push(mode);
     }
