@@ -36,9 +36,7 @@ impl AgentBinary {
         let help = run_tool(&program, &["--help"], TOOL_TIMEOUT)
             .map_err(|e| LabError::Binary(e.to_string()))?;
         if !help.contains("--cluster-file") {
-            return Err(LabError::Binary(format!(
-                "{program} does not run the node agent yet (its --help has no --cluster-file)"
-            )));
+            return Err(LabError::NoAgent(program));
         }
         Ok(AgentBinary { path })
     }

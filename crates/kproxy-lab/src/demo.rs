@@ -16,12 +16,18 @@ use crate::topology::{Lab, LabSpec};
 use kproxy_model::IpFamily;
 use kproxy_trace::{Packet, Protocol, Ruleset, Tracer};
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// The demo's cluster: a node, a dual-stack NodePort service `web` and a UDP service `dns`
 /// over three pods.
 pub const DEMO_CLUSTER: &str = include_str!("../demo/cluster.yaml");
+/// The `web` service's cluster IPs and node port, and the `dns` service's cluster IP, as in
+/// [`DEMO_CLUSTER`].
+const WEB_V4: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+const WEB_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x10);
+const WEB_NODE_PORT: u16 = 30080;
+const DNS_V4: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 53);
 /// How many connections the demo makes to each address.
 const CONNECTIONS: usize = 6;
 
@@ -139,27 +145,23 @@ fn describe_lab(out: &mut dyn Write, lab: &Lab) -> Result<(), DemoError> {
 }
 
 fn send_traffic(out: &mut dyn Write, lab: &Lab) -> Result<Vec<DemoConnection>, DemoError> {
-    let cluster_ip = |ip: &str| SocketAddr::new(parse_ip(ip), 80);
+    let web_v4 = SocketAddr::new(WEB_V4.into(), 80);
+    let node_port = SocketAddr::new(plan::node_ip(IpFamily::V4), WEB_NODE_PORT);
     let plan_rows: [(&'static str, &Netns, &'static str, SocketAddr); 5] = [
-        ("outside", &lab.outside, "tcp", cluster_ip("10.96.0.10")),
+        ("outside", &lab.outside, "tcp", web_v4),
+        ("outside", &lab.outside, "tcp", node_port),
         (
             "outside",
             &lab.outside,
             "tcp",
-            SocketAddr::new(plan::node_ip(IpFamily::V4), 30080),
+            SocketAddr::new(WEB_V6.into(), 80),
         ),
-        ("outside", &lab.outside, "tcp", cluster_ip("fd00:10:96::10")),
-        (
-            "client pod",
-            &lab.client_pod,
-            "tcp",
-            cluster_ip("10.96.0.10"),
-        ),
+        ("client pod", &lab.client_pod, "tcp", web_v4),
         (
             "client pod",
             &lab.client_pod,
             "udp",
-            SocketAddr::new(parse_ip("10.96.0.53"), 53),
+            SocketAddr::new(DNS_V4.into(), 53),
         ),
     ];
     let mut connections = Vec::new();
@@ -188,7 +190,7 @@ fn send_traffic(out: &mut dyn Write, lab: &Lab) -> Result<Vec<DemoConnection>, D
 
 fn trace_one(out: &mut dyn Write, lab: &Lab) -> Result<String, DemoError> {
     let src = plan::outside_ip(IpFamily::V4, 0);
-    let dst = parse_ip("10.96.0.10");
+    let dst = IpAddr::V4(WEB_V4);
     writeln!(
         out,
         "== kproxy trace --live --src {src} --dst {dst} --dport 80 (the node's iptables-save)"
@@ -198,7 +200,7 @@ fn trace_one(out: &mut dyn Write, lab: &Lab) -> Result<String, DemoError> {
     let local_ips = [
         plan::node_ip(IpFamily::V4),
         plan::bridge_ip(IpFamily::V4),
-        parse_ip("127.0.0.1"),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
     ];
     let tracer = Tracer::new(&ruleset, &local_ips);
     let tree = tracer
@@ -206,9 +208,4 @@ fn trace_one(out: &mut dyn Write, lab: &Lab) -> Result<String, DemoError> {
         .render_tree();
     writeln!(out, "{tree}")?;
     Ok(tree)
-}
-
-fn parse_ip(text: &str) -> IpAddr {
-    text.parse()
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }

@@ -40,9 +40,12 @@ pub enum LabError {
         /// The error.
         source: std::io::Error,
     },
-    /// The kproxy binary could not be found or does not run the agent.
+    /// The kproxy binary could not be found or run.
     #[error("kproxy binary: {0}")]
     Binary(String),
+    /// The kproxy binary runs, but has no node agent mode yet (no `--cluster-file`).
+    #[error("{0} does not run the node agent yet (its --help has no --cluster-file)")]
+    NoAgent(String),
     /// The kproxy binary does not have this proxy mode yet.
     #[error("kproxy does not have proxy mode {0} yet")]
     ModeUnavailable(String),
