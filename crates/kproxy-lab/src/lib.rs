@@ -26,6 +26,7 @@ pub mod netns;
 pub mod plan;
 pub mod require;
 pub mod server;
+pub mod sweep;
 pub mod topology;
 
 pub use agent::{Agent, AgentOptions, ClusterSource};

@@ -16,6 +16,7 @@ use crate::error::LabError;
 use crate::netns::Netns;
 use crate::plan::{self, FAMILIES};
 use crate::server::PodServers;
+use crate::sweep::remove_stale_labs;
 use kproxy_model::IpFamily;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -51,8 +52,12 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the lab: namespaces, links, addresses, routes, sysctls, pod servers.
+    /// Builds the lab: namespaces, links, addresses, routes, sysctls, pod servers. Labs
+    /// of killed test processes are removed first.
     pub fn build(spec: LabSpec) -> Result<Lab, LabError> {
+        for name in remove_stale_labs() {
+            eprintln!("kproxy-lab: removed namespace {name} left by a killed process");
+        }
         let prefix = format!(
             "kpl-{}-{}-",
             std::process::id(),
