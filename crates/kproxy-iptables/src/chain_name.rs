@@ -7,10 +7,16 @@ use sha2::{Digest, Sha256};
 
 /// The first 16 characters of the standard base32 encoding of SHA-256(`text`).
 pub fn hash16(text: &str) -> String {
+    let mut out = String::with_capacity(16);
+    push_hash16(&mut out, text);
+    out
+}
+
+/// Appends [`hash16`] of `text` to `out`. Sixteen base32 characters are exactly the
+/// encoding of the digest's first ten bytes, so only those are encoded.
+fn push_hash16(out: &mut String, text: &str) {
     let digest = Sha256::digest(text.as_bytes());
-    let mut encoded = data_encoding::BASE32.encode(&digest);
-    encoded.truncate(16);
-    encoded
+    data_encoding::BASE32.encode_append(&digest[..10], out);
 }
 
 /// The hash input for a service port: `ns/name:port` + protocol.
@@ -48,7 +54,10 @@ impl ServiceChains {
 pub fn endpoint_chain(name: &ServicePortName, endpoint: &Endpoint) -> String {
     let mut key = service_key(name);
     key.push_str(&endpoint.addr);
-    format!("KUBE-SEP-{}", hash16(&key))
+    let mut chain = String::with_capacity(25);
+    chain.push_str("KUBE-SEP-");
+    push_hash16(&mut chain, &key);
+    chain
 }
 
 /// Whether a chain name is one of the per-service chains kproxy (and kube-proxy) manage.

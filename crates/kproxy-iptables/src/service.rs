@@ -192,7 +192,11 @@ pub fn render_service(ctx: &RenderContext<'_>, entry: &ServiceEntry) -> ServiceR
         name: &name,
         rules: String::with_capacity(256 + 400 * entry.endpoints.len()),
         chains: Vec::with_capacity(2 + selection.all_reachable.len()),
-        endpoint_chains: FxHashMap::default(),
+        endpoint_chains: selection
+            .all_reachable
+            .iter()
+            .map(|ep| (ep.addr.as_str(), endpoint_chain(&svc.name, ep)))
+            .collect(),
     };
     if has_internal {
         chain_out.internal_masquerade(internal_chain, &port_match, entry);
@@ -205,10 +209,10 @@ pub fn render_service(ctx: &RenderContext<'_>, entry: &ServiceEntry) -> ServiceR
     }
     let affinity = svc.affinity_timeout;
     if !selection.cluster.is_empty() && svc.uses_cluster_endpoints() {
-        chain_out.balance(&chains.cluster, entry, &selection.cluster, affinity);
+        chain_out.balance(&chains.cluster, &selection.cluster, affinity);
     }
     if !selection.local.is_empty() && svc.uses_local_endpoints() {
-        chain_out.balance(&chains.local, entry, &selection.local, affinity);
+        chain_out.balance(&chains.local, &selection.local, affinity);
     }
     for ep in &selection.all_reachable {
         chain_out.endpoint_chain(entry, ep);
@@ -229,12 +233,11 @@ struct ChainWriter<'a> {
 }
 
 impl<'a> ChainWriter<'a> {
-    /// The KUBE-SEP name of an endpoint, hashed once per render.
-    fn sep(&mut self, entry: &ServiceEntry, ep: &'a Endpoint) -> String {
+    /// The KUBE-SEP name of a reachable endpoint (hashed once per render).
+    fn sep(&self, ep: &Endpoint) -> &str {
         self.endpoint_chains
-            .entry(ep.addr.as_str())
-            .or_insert_with(|| endpoint_chain(&entry.service.name, ep))
-            .clone()
+            .get(ep.addr.as_str())
+            .map_or("", String::as_str)
     }
 
     fn declare(&mut self, chain: &str) {
@@ -337,17 +340,11 @@ impl<'a> ChainWriter<'a> {
             .end();
     }
 
-    fn balance(
-        &mut self,
-        chain: &str,
-        entry: &ServiceEntry,
-        endpoints: &[&'a Endpoint],
-        affinity: Option<u32>,
-    ) {
+    fn balance(&mut self, chain: &str, endpoints: &[&'a Endpoint], affinity: Option<u32>) {
         self.declare(chain);
         if let Some(seconds) = affinity {
             for ep in endpoints {
-                let sep = self.sep(entry, ep);
+                let sep = self.sep(ep).to_string();
                 let text = format!("{} -> {}", self.name, ep.addr);
                 let line = RuleLine::append(&mut self.rules, chain);
                 maybe_comment(line, self.ctx.large_cluster, &text)
@@ -361,7 +358,7 @@ impl<'a> ChainWriter<'a> {
         }
         let count = endpoints.len();
         for (index, ep) in endpoints.iter().enumerate() {
-            let sep = self.sep(entry, ep);
+            let sep = self.sep(ep).to_string();
             let text = format!("{} -> {}", self.name, ep.addr);
             let line = RuleLine::append(&mut self.rules, chain);
             let mut line = maybe_comment(line, self.ctx.large_cluster, &text);
@@ -376,7 +373,7 @@ impl<'a> ChainWriter<'a> {
 
     fn endpoint_chain(&mut self, entry: &ServiceEntry, ep: &'a Endpoint) {
         let svc = &entry.service;
-        let sep = self.sep(entry, ep);
+        let sep = self.sep(ep).to_string();
         self.declare(&sep);
         let proto = svc.name.protocol.lower();
         let name = self.name;
