@@ -1,24 +1,21 @@
 //! Wiring: configuration in, servers, kernel tools, source and sync loop started, until a
 //! signal. The entry points the binary calls are [`run_agent`] and [`cleanup`].
 
+use crate::cleanup::{cleanup_iptables, cleanup_nftables};
 use crate::config::{AgentConfig, ConfigError, ModeName, NodePortAddresses, SourceChoice};
 use crate::conntrack::{ConntrackCli, ConntrackTool};
 use crate::flags::AgentArgs;
 use crate::hcserver::ServiceHealthServers;
 use crate::healthz::{health_handler, ProxierHealth};
 use crate::http::{spawn_server, Handler, Reply};
-use crate::iptables_mode::{IptablesFamilyKernel, IptablesMode, IptablesModeSettings};
+use crate::iptables_mode::IptablesModeSettings;
 use crate::kernel::addresses::host_addresses;
-use crate::kernel::backend::resolve_backend;
-use crate::kernel::sysctl::{
-    apply_conntrack, bridge_warning, ensure_param, ProcSys, ROUTE_LOCALNET,
-};
-use crate::kernel::{Backend, ExecIptables, IptablesTools, KernelError, SaveTool};
+use crate::kernel::KernelError;
 use crate::logging;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsMode};
+use crate::startup::start_mode;
 use crate::sync_loop::{AgentEvent, LoopTiming, SharedState, SyncLoop};
 use hyper::Method;
-use kproxy_model::IpFamily;
 use kproxy_source::{
     ApiSourceConfig, FileSourceConfig, InitialSync, Source, SourceError, SourceEvent,
 };
@@ -34,10 +31,10 @@ pub enum AgentError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The proxy mode is not part of this build yet.
-    #[error("--proxy-mode {0}: not available yet in this build (use iptables)")]
+    #[error("--proxy-mode {0}: not available yet in this build (use iptables or nftables)")]
     ModeUnavailable(&'static str),
     /// No family can be programmed.
-    #[error("no usable iptables: {0}")]
+    #[error("no usable family: {0}")]
     NoFamily(String),
     /// A kernel tool failed during start-up.
     #[error(transparent)]
@@ -100,17 +97,9 @@ pub async fn serve(
     config: AgentConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    if config.mode != ModeName::Iptables {
-        let name = if config.mode == ModeName::Ipvs {
-            "ipvs"
-        } else {
-            "nftables"
-        };
-        return Err(AgentError::ModeUnavailable(name));
-    }
     let shared = SharedState {
         health: Arc::new(ProxierHealth::new(config.sync_period * 2)),
-        metrics: Arc::new(Metrics::new()),
+        metrics: Arc::new(Metrics::for_mode(metrics_mode(config.mode))),
     };
     let mut servers = Vec::new();
     if let Some(addr) = config.healthz_bind_address {
@@ -144,9 +133,8 @@ async fn run_with_servers(
         Vec::new()
     });
     let settings = IptablesModeSettings::from_config(config, addresses.clone());
-    let kernels = tokio::task::block_in_place(|| family_kernels(config))?;
-    tokio::task::block_in_place(|| prepare_kernel(config, &settings, &kernels));
-    let mode = tokio::task::block_in_place(|| IptablesMode::new(settings, kernels, None))?;
+    let mode = tokio::task::block_in_place(|| start_mode(config, settings))?;
+    let mode_name = mode.name();
     let health_checks = ServiceHealthServers::new(
         health_check_addresses(&config.node_port_addresses, &addresses),
         Arc::clone(&shared.health),
@@ -161,7 +149,7 @@ async fn run_with_servers(
     };
     let sync_loop = SyncLoop::new(
         &config.node_name,
-        Box::new(mode),
+        mode,
         timing,
         shared,
         health_checks,
@@ -173,13 +161,21 @@ async fn run_with_servers(
     logging::info(
         0,
         format!(
-            "kproxy node agent running as node {:?} (iptables mode)",
+            "kproxy node agent running as node {:?} ({mode_name} mode)",
             config.node_name
         ),
     );
     sync_loop.run(events, shutdown).await;
     forwarder.abort();
     Ok(())
+}
+
+fn metrics_mode(mode: ModeName) -> MetricsMode {
+    match mode {
+        ModeName::Iptables => MetricsMode::Iptables,
+        ModeName::Nftables => MetricsMode::Nftables,
+        ModeName::Ipvs => MetricsMode::Ipvs,
+    }
 }
 
 async fn start_server(
@@ -263,133 +259,17 @@ async fn forward_source(
     logging::warn("the cluster source stopped; rules stay as they are");
 }
 
-/// The iptables tools of each family that works; a family whose tools are missing or
-/// broken is skipped with a loud warning.
-fn family_kernels(config: &AgentConfig) -> Result<Vec<IptablesFamilyKernel>, AgentError> {
-    let backend = resolve_backend(config.iptables_backend);
-    logging::info(0, format!("iptables backend: {}", backend.name()));
-    let mut kernels = Vec::new();
-    let mut problems = Vec::new();
-    for family in [IpFamily::V4, IpFamily::V6] {
-        match usable_family(family, backend, config) {
-            Ok(kernel) => kernels.push(kernel),
-            Err(e) => {
-                logging::warn(format!("!!! {family:?} is NOT proxied on this node: {e}"));
-                problems.push(format!("{family:?}: {e}"));
-            }
-        }
-    }
-    if kernels.is_empty() {
-        return Err(AgentError::NoFamily(problems.join("; ")));
-    }
-    Ok(kernels)
-}
-
-fn usable_family(
-    family: IpFamily,
-    backend: Backend,
-    config: &AgentConfig,
-) -> Result<IptablesFamilyKernel, KernelError> {
-    let mut exec = ExecIptables::new(
-        IptablesTools::find(family, backend)?,
-        config.restore_timeout,
-    );
-    let version = exec.version()?;
-    exec.save_table("nat")?;
-    Ok(IptablesFamilyKernel {
-        family,
-        random_fully: supports_random_fully(&version),
-        kernel: Box::new(exec),
-    })
-}
-
-/// Whether an `iptables --version` line is 1.6.2 or later.
-pub fn supports_random_fully(version: &str) -> bool {
-    let numbers: Vec<u32> = version
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix('v'))
-        .map(|v| v.split('.').filter_map(|n| n.parse().ok()).collect())
-        .unwrap_or_default();
-    numbers >= vec![1, 6, 2]
-}
-
-/// Sysctls: `route_localnet` for localhost NodePorts, conntrack settings; a warning about
-/// `bridge-nf-call-iptables`.
-fn prepare_kernel(
-    config: &AgentConfig,
-    settings: &IptablesModeSettings,
-    kernels: &[IptablesFamilyKernel],
-) {
-    let mut params = ProcSys;
-    let ipv4 = kernels.iter().any(|k| k.family == IpFamily::V4);
-    if ipv4 && settings.localhost_node_ports_active(None) {
-        if let Some(warning) = ensure_param(&mut params, ROUTE_LOCALNET, "1") {
-            logging::warn(warning);
-        }
-    }
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    for warning in apply_conntrack(&mut params, &config.conntrack, cpus) {
-        logging::warn(warning);
-    }
-    if let Some(warning) = bridge_warning(&params) {
-        logging::warn(warning);
-    }
-}
-
-/// Removes everything kube-proxy's and kproxy's iptables mode installed, for both
-/// families and both backends where their tools exist.
+/// Removes everything any mode of kube-proxy or kproxy installed: the iptables mode's
+/// chains (both families, both backends) and the `kube-proxy` nftables tables.
 pub fn cleanup(args: AgentArgs) -> Result<(), AgentError> {
     logging::set_verbosity(args.verbosity.unwrap_or(0));
-    let mut errors = Vec::new();
-    for backend in [Backend::Nft, Backend::Legacy] {
-        for family in [IpFamily::V4, IpFamily::V6] {
-            let Ok(tools) = IptablesTools::find(family, backend) else {
-                continue;
-            };
-            if backend == Backend::Legacy && !legacy_tables_loaded(family) {
-                continue;
-            }
-            let mut exec = ExecIptables::new(tools, std::time::Duration::from_secs(60));
-            match crate::cleanup::cleanup_tables(&mut exec) {
-                Ok(tables) if !tables.is_empty() => logging::info(
-                    0,
-                    format!(
-                        "cleanup: {family:?} {}: cleaned {}",
-                        backend.name(),
-                        tables.join(", ")
-                    ),
-                ),
-                Ok(_) => {}
-                Err(e) => errors.push(format!("{family:?} {}: {e}", backend.name())),
-            }
-        }
-    }
+    let errors: Vec<String> = [cleanup_iptables(), cleanup_nftables()]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
     if errors.is_empty() {
         Ok(())
     } else {
         Err(AgentError::Cleanup(errors.join("; ")))
-    }
-}
-
-/// Whether x_tables has any table of this family loaded in this thread's network
-/// namespace (reading a legacy table would otherwise load the modules and create it).
-fn legacy_tables_loaded(family: IpFamily) -> bool {
-    let path = match family {
-        IpFamily::V4 => "/proc/thread-self/net/ip_tables_names",
-        IpFamily::V6 => "/proc/thread-self/net/ip6_tables_names",
-    };
-    std::fs::read_to_string(path).is_ok_and(|names| !names.trim().is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn random_fully_from_the_version() {
-        assert!(supports_random_fully("iptables v1.8.9 (nf_tables)"));
-        assert!(supports_random_fully("ip6tables v1.6.2"));
-        assert!(!supports_random_fully("iptables v1.6.1"));
-        assert!(!supports_random_fully("garbage"));
     }
 }

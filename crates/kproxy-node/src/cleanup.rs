@@ -1,12 +1,22 @@
-//! `--cleanup`: removes what kube-proxy's and kproxy's iptables mode installed, in one
+//! `--cleanup`, and removing other modes' leftovers at start: the `kube-proxy` nftables
+//! tables of both families ([`cleanup_nftables`]), and what kube-proxy's and kproxy's
+//! iptables mode installed ([`cleanup_iptables`]), in one
 //! `iptables-restore --noflush` transaction per table: the jump rules from built-in chains
 //! to kube chains are deleted (`-D`), the kube chains flushed and deleted (`-X`). Chains of
 //! other programs (kubelet's `KUBE-KUBELET-CANARY`, `KUBE-IPTABLES-HINT`, `KUBE-MARK-DROP`)
 //! are left alone, and so is a kube chain another program still jumps to.
 
-use crate::kernel::{RestoreTool, SaveTool};
+use crate::kernel::nft::ExecNft;
+use crate::kernel::{Backend, ExecIptables, IptablesTools, RestoreTool, SaveTool};
+use crate::logging;
 use kproxy_iptables::is_service_chain;
+use kproxy_model::IpFamily;
+use kproxy_nftables::{delete_tables, NftRunner};
 use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// How long one cleanup tool run may take.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Tables cleaned.
 pub const TABLES: [&str; 3] = ["nat", "filter", "mangle"];
@@ -127,6 +137,64 @@ pub fn cleanup_tables<K: RestoreTool + SaveTool + ?Sized>(
     } else {
         Err(errors.join("; "))
     }
+}
+
+/// Deletes the `kube-proxy` nftables tables of both families; without `nft` there is
+/// nothing to delete.
+pub fn cleanup_nftables() -> Result<(), String> {
+    let Ok(mut nft) = ExecNft::find(CLEANUP_TIMEOUT) else {
+        return Ok(());
+    };
+    delete_nft_tables(&mut nft)
+}
+
+/// Deletes the `kube-proxy` tables through `runner`.
+pub fn delete_nft_tables(runner: &mut dyn NftRunner) -> Result<(), String> {
+    delete_tables(runner, crate::nftables_mode::TABLE).map_err(|e| format!("nftables: {e}"))
+}
+
+/// Removes the iptables mode's chains and jumps for both families and both backends where
+/// their tools exist (a legacy family only when its tables are loaded).
+pub fn cleanup_iptables() -> Result<(), String> {
+    let mut errors = Vec::new();
+    for backend in [Backend::Nft, Backend::Legacy] {
+        for family in [IpFamily::V4, IpFamily::V6] {
+            let Ok(tools) = IptablesTools::find(family, backend) else {
+                continue;
+            };
+            if backend == Backend::Legacy && !legacy_tables_loaded(family) {
+                continue;
+            }
+            let mut exec = ExecIptables::new(tools, CLEANUP_TIMEOUT);
+            match cleanup_tables(&mut exec) {
+                Ok(tables) if !tables.is_empty() => logging::info(
+                    0,
+                    format!(
+                        "cleanup: {family:?} {}: cleaned {}",
+                        backend.name(),
+                        tables.join(", ")
+                    ),
+                ),
+                Ok(_) => {}
+                Err(e) => errors.push(format!("{family:?} {}: {e}", backend.name())),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Whether x_tables has any table of this family loaded in this thread's network
+/// namespace (reading a legacy table would otherwise load the modules and create it).
+fn legacy_tables_loaded(family: IpFamily) -> bool {
+    let path = match family {
+        IpFamily::V4 => "/proc/thread-self/net/ip_tables_names",
+        IpFamily::V6 => "/proc/thread-self/net/ip6_tables_names",
+    };
+    std::fs::read_to_string(path).is_ok_and(|names| !names.trim().is_empty())
 }
 
 #[cfg(test)]

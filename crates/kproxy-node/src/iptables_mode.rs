@@ -4,7 +4,7 @@
 
 use crate::config::{AgentConfig, DetectLocal, NodePortAddresses};
 use crate::kernel::{IptablesKernel, KernelError};
-use crate::mode::{FamilySync, ProxyMode, TableRules};
+use crate::mode::{FamilySync, ProxyMode, SyncInput, TableRules};
 use ipnet::IpNet;
 use kproxy_iptables::{jump_rules, mark_for_bit, IptablesProxier, IptablesSettings, LocalDetector};
 use kproxy_model::{IpFamily, NamespacedName, NodeFacts, Snapshot};
@@ -76,7 +76,11 @@ impl IptablesModeSettings {
     }
 
     /// The NodePort CIDRs of a family; `None` means every local address.
-    fn node_port_cidrs(&self, family: IpFamily, node: Option<&NodeFacts>) -> Option<Vec<IpNet>> {
+    pub fn node_port_cidrs(
+        &self,
+        family: IpFamily,
+        node: Option<&NodeFacts>,
+    ) -> Option<Vec<IpNet>> {
         let cidrs: Vec<IpNet> = match &self.node_port_addresses {
             NodePortAddresses::All => Vec::new(),
             NodePortAddresses::Primary => self
@@ -382,18 +386,11 @@ impl ProxyMode for IptablesMode {
         }
     }
 
-    fn sync(
-        &mut self,
-        snapshot: &Snapshot,
-        changed: &BTreeSet<NamespacedName>,
-        now: Instant,
-    ) -> FamilySync {
-        match self.family_mut(snapshot.family()) {
-            Some(state) => state.sync(snapshot, changed, now),
-            None => FamilySync {
-                error: Some(format!("no {:?} proxier", snapshot.family())),
-                ..FamilySync::default()
-            },
+    fn sync(&mut self, input: &SyncInput<'_>) -> FamilySync {
+        let family = input.snapshot.family();
+        match self.family_mut(family) {
+            Some(state) => state.sync(input.snapshot, input.changed, input.now),
+            None => FamilySync::missing_family(family),
         }
     }
 

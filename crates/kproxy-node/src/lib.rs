@@ -6,9 +6,11 @@
 //!   [`bounded_runner`], per-family snapshots handed to a [`mode::ProxyMode`]; conntrack
 //!   cleanup ([`conntrack`]), health-check node ports ([`hcserver`]), health ([`healthz`])
 //!   and [`metrics`] shared by every mode.
-//! - [`iptables_mode`]: the iptables mode over the pure renderer in `kproxy-iptables`.
+//! - [`iptables_mode`]: the iptables mode over the pure renderer in `kproxy-iptables`;
+//!   [`nftables_mode`]: the nftables mode over `kproxy-nftables`' proxier.
+//! - [`startup`]: builds the configured mode, removing other modes' leftovers first.
 //! - [`kernel`]: the only code that runs tools (`iptables-restore`, `iptables-save`,
-//!   `iptables`, sysctls), one trait per tool with a real and a fake implementation.
+//!   `iptables`, `nft`, sysctls), one trait per tool with a real and a fake implementation.
 //! - [`mod@cleanup`] holds `--cleanup`.
 //! - [`agent`]: the wiring, and the entry points [`run_agent`] and [`cleanup()`].
 
@@ -28,6 +30,8 @@ pub mod kernel;
 pub mod logging;
 pub mod metrics;
 pub mod mode;
+pub mod nftables_mode;
+pub mod startup;
 pub mod sync_loop;
 
 pub use agent::{cleanup, run_agent, serve, AgentError};

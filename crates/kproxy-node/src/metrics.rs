@@ -1,6 +1,10 @@
 //! kube-proxy's Prometheus metrics, same names, help texts and buckets, in the text
 //! exposition format. With both families, rule counts and no-local-endpoint gauges are the
 //! sums over the families (kube-proxy's two proxiers overwrite each other's value).
+//!
+//! Each mode publishes what kube-proxy's proxier of that mode publishes: the iptables
+//! rule counts and restore failures in iptables mode, the nftables sync and cleanup
+//! failures in nftables mode, the iptables restore failures in ipvs mode.
 
 use crate::mode::FamilySync;
 use std::fmt::Write;
@@ -68,6 +72,18 @@ pub fn network_programming_buckets() -> Vec<f64> {
     bounds
 }
 
+/// Which mode's metric families are published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MetricsMode {
+    /// iptables: rule counts, restore and partial restore failures.
+    #[default]
+    Iptables,
+    /// nftables: sync and stale-chain cleanup failures.
+    Nftables,
+    /// ipvs: restore failures of its iptables rules.
+    Ipvs,
+}
+
 /// All metric values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricValues {
@@ -95,6 +111,10 @@ pub struct MetricValues {
     pub restore_failures: u64,
     /// `kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total`.
     pub partial_restore_failures: u64,
+    /// `kubeproxy_sync_proxy_rules_nftables_sync_failures_total`.
+    pub nftables_sync_failures: u64,
+    /// `kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total`.
+    pub nftables_cleanup_failures: u64,
     /// `kubeproxy_sync_proxy_rules_endpoint_changes_total`.
     pub endpoint_changes_total: u64,
     /// `kubeproxy_sync_proxy_rules_endpoint_changes_pending`.
@@ -128,6 +148,8 @@ impl Default for MetricValues {
             filter_rules_last: 0,
             restore_failures: 0,
             partial_restore_failures: 0,
+            nftables_sync_failures: 0,
+            nftables_cleanup_failures: 0,
             endpoint_changes_total: 0,
             endpoint_changes_pending: 0,
             service_changes_total: 0,
@@ -143,13 +165,22 @@ impl Default for MetricValues {
 /// The agent's metrics, shared between the sync loop and the HTTP servers.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    mode: MetricsMode,
     values: Mutex<MetricValues>,
 }
 
 impl Metrics {
-    /// Fresh metrics.
+    /// Fresh metrics of the iptables mode.
     pub fn new() -> Self {
         Metrics::default()
+    }
+
+    /// Fresh metrics publishing `mode`'s families.
+    pub fn for_mode(mode: MetricsMode) -> Self {
+        Metrics {
+            mode,
+            values: Mutex::default(),
+        }
     }
 
     /// Runs `f` on the values.
@@ -178,10 +209,13 @@ impl Metrics {
             }
             for report in reports.iter().filter(|r| !r.ok) {
                 v.restore_failures += 1;
+                v.nftables_sync_failures += 1;
                 if report.partial_failed {
                     v.partial_restore_failures += 1;
                 }
             }
+            v.nftables_cleanup_failures +=
+                reports.iter().filter(|r| r.cleanup_failed).count() as u64;
             if reports.iter().all(|r| r.ok) {
                 v.last_sync_timestamp = unix_now;
                 v.nat_rules_total = reports.iter().map(|r| r.nat.total).sum();
@@ -263,35 +297,14 @@ impl Metrics {
                 "Cumulative proxy rules Service changes",
                 v.service_changes_total,
             ),
-            (
-                "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
-                "Cumulative proxy iptables restore failures",
-                v.restore_failures,
-            ),
-            (
-                "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
-                "Cumulative proxy iptables partial restore failures",
-                v.partial_restore_failures,
-            ),
         ];
-        for (name, help, value) in counters {
+        for (name, help, value) in counters.into_iter().chain(self.failure_counters(&v)) {
             header(&mut out, name, help, "counter");
             let _ = writeln!(out, "{name} {value}");
         }
-        labelled(
-            &mut out,
-            ("kubeproxy_sync_proxy_rules_iptables_total", "gauge"),
-            "Total number of iptables rules owned by kube-proxy",
-            "table",
-            &[("filter", v.filter_rules_total), ("nat", v.nat_rules_total)],
-        );
-        labelled(
-            &mut out,
-            ("kubeproxy_sync_proxy_rules_iptables_last", "gauge"),
-            "Number of iptables rules written by kube-proxy in last sync",
-            "table",
-            &[("filter", v.filter_rules_last), ("nat", v.nat_rules_last)],
-        );
+        if self.mode == MetricsMode::Iptables {
+            rule_counts(&mut out, &v);
+        }
         labelled(
             &mut out,
             (
@@ -322,6 +335,58 @@ impl Metrics {
         );
         out
     }
+}
+
+impl Metrics {
+    /// The mode's failure counters: name, help, value.
+    fn failure_counters(&self, v: &MetricValues) -> Vec<(&'static str, &'static str, u64)> {
+        let restore = (
+            "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+            "Cumulative proxy iptables restore failures",
+            v.restore_failures,
+        );
+        match self.mode {
+            MetricsMode::Iptables => vec![
+                restore,
+                (
+                    "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
+                    "Cumulative proxy iptables partial restore failures",
+                    v.partial_restore_failures,
+                ),
+            ],
+            MetricsMode::Nftables => vec![
+                (
+                    "kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
+                    "Cumulative proxy nftables sync failures",
+                    v.nftables_sync_failures,
+                ),
+                (
+                    "kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total",
+                    "Cumulative proxy nftables cleanup failures",
+                    v.nftables_cleanup_failures,
+                ),
+            ],
+            MetricsMode::Ipvs => vec![restore],
+        }
+    }
+}
+
+/// The iptables rule-count gauges (iptables mode only).
+fn rule_counts(out: &mut String, v: &MetricValues) {
+    labelled(
+        out,
+        ("kubeproxy_sync_proxy_rules_iptables_total", "gauge"),
+        "Total number of iptables rules owned by kube-proxy",
+        "table",
+        &[("filter", v.filter_rules_total), ("nat", v.nat_rules_total)],
+    );
+    labelled(
+        out,
+        ("kubeproxy_sync_proxy_rules_iptables_last", "gauge"),
+        "Number of iptables rules written by kube-proxy in last sync",
+        "table",
+        &[("filter", v.filter_rules_last), ("nat", v.nat_rules_last)],
+    );
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
@@ -403,5 +468,35 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn nftables_mode_publishes_its_own_failure_counters_and_no_rule_counts() {
+        let metrics = Metrics::for_mode(MetricsMode::Nftables);
+        let failed = FamilySync {
+            cleanup_failed: true,
+            ..FamilySync::default()
+        };
+        let ok = FamilySync {
+            ok: true,
+            full: true,
+            ..FamilySync::default()
+        };
+        metrics.record_sync(&[failed, ok], Duration::from_millis(2), 1_700_000_000.0);
+        let text = metrics.render();
+        for line in [
+            "kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1",
+            "kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total 1",
+            "kubeproxy_sync_full_proxy_rules_duration_seconds_count 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.contains("iptables"), "{text}");
+        let ipvs = Metrics::for_mode(MetricsMode::Ipvs).render();
+        assert!(ipvs.contains("kubeproxy_sync_proxy_rules_iptables_restore_failures_total 0"));
+        assert!(!ipvs.contains("nftables") && !ipvs.contains("iptables_total"));
     }
 }

@@ -14,7 +14,7 @@ use crate::hcserver::{health_check_targets, ServiceHealthServers};
 use crate::healthz::{node_eligible, ProxierHealth};
 use crate::logging;
 use crate::metrics::Metrics;
-use crate::mode::{FamilySync, ProxyMode};
+use crate::mode::{FamilySync, ProxyMode, SyncInput};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Node;
 use kproxy_model::{ClusterStore, NamespacedName, NodeFacts, Snapshot, StoreChanges, StoreEvent};
@@ -235,8 +235,13 @@ impl SyncLoop {
         let mut warnings = Vec::new();
         for snapshot in &mut self.snapshots {
             let before = udp_ports_of(snapshot, &changed);
-            snapshot.refresh(&self.store, &changed, &mut warnings);
-            let report = self.mode.sync(snapshot, &changed, now);
+            let ports = snapshot.refresh(&self.store, &changed, &mut warnings);
+            let report = self.mode.sync(&SyncInput {
+                snapshot,
+                changed: &changed,
+                ports: &ports,
+                now,
+            });
             let wall = SystemTime::now();
             if report.ok {
                 self.shared.health.updated(snapshot.family(), wall);
@@ -265,6 +270,10 @@ impl SyncLoop {
             self.record_programming_latency(&changed);
         } else {
             self.runner.retry_after(now, self.timing.sync_period);
+        }
+        if let Some(due) = self.mode.next_deadline() {
+            self.runner
+                .retry_after(now, due.saturating_duration_since(Instant::now()));
         }
         let targets = health_check_targets(&self.snapshots);
         for warning in self.health_checks.sync(&targets) {

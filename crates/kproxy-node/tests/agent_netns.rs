@@ -10,9 +10,9 @@ use kproxy_node::config::{AgentConfig, HostDefaults};
 use kproxy_node::AgentArgs;
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::netns::Netns;
-use support::{cluster, free_port, http, try_http};
+use support::{cluster, free_port, get, wait_for, wait_for_metric};
 
 fn agent_args(healthz: SocketAddr, metrics: SocketAddr) -> AgentArgs {
     AgentArgs {
@@ -44,40 +44,6 @@ fn nat_rules() -> String {
         .output()
         .expect("iptables-nft-save");
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until `/metrics` has this line (the sync that wrote the kernel has finished).
-async fn wait_for_metric(addr: SocketAddr, line: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = tokio::task::spawn_blocking(move || try_http(addr, "GET", "/metrics"))
-            .await
-            .expect("join")
-            .map(|(_, body)| body)
-            .unwrap_or_default();
-        if body.lines().any(|l| l == line) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {line:?}:\n{body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn get(addr: SocketAddr, path: &'static str) -> (u16, String) {
-    tokio::task::spawn_blocking(move || http(addr, "GET", path))
-        .await
-        .expect("join")
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The agent's kernel seam: the one place tools are run ([`exec`]), one trait per
-//! iptables tool with the real implementation ([`iptables`]), backend choice
+//! iptables tool with the real implementation ([`iptables`]), `nft` ([`nft`]), backend choice
 //! ([`backend`]), kernel parameters ([`sysctl`]) and a fake for tests ([`fake`]).
 
 pub mod addresses;
@@ -7,6 +7,7 @@ pub mod backend;
 pub mod exec;
 pub mod fake;
 pub mod iptables;
+pub mod nft;
 pub mod sysctl;
 
 pub use exec::KernelError;

@@ -122,3 +122,42 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("ephemeral port")
 }
+
+/// Polls `check` every 100 ms for up to 30 s.
+pub async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `/metrics` has this line (the sync that wrote the kernel has finished).
+pub async fn wait_for_metric(addr: SocketAddr, line: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = tokio::task::spawn_blocking(move || try_http(addr, "GET", "/metrics"))
+            .await
+            .expect("join")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        if body.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {line:?}:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A GET from a blocking thread.
+pub async fn get(addr: SocketAddr, path: &'static str) -> (u16, String) {
+    tokio::task::spawn_blocking(move || http(addr, "GET", path))
+        .await
+        .expect("join")
+}
