@@ -30,7 +30,8 @@ pub fn namespace(name: &str, veth: &str, prefix: &str) {
     ));
 }
 
-fn enter(name: &str) {
+/// Moves the calling thread (and processes it starts) into namespace `name`.
+pub fn enter(name: &str) {
     let ns = File::open(format!("/run/netns/{name}")).expect("open netns");
     // SAFETY: setns on a valid namespace fd; it affects only the calling thread.
     let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
