@@ -10,7 +10,12 @@ use std::process::ExitCode;
 ///
 /// Without a subcommand, kproxy is the node agent and takes kube-proxy's flags.
 #[derive(Debug, Parser)]
-#[command(name = "kproxy", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "kproxy",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
