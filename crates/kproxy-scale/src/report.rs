@@ -1,0 +1,196 @@
+//! What one run measured, as a small table for people or JSON for machines.
+
+use crate::args::{Backend, Mode};
+use crate::floor::Floor;
+use crate::probe::TableCount;
+use crate::procstat::ProcessUsage;
+use serde::Serializer;
+use std::fmt;
+use std::time::Duration;
+
+/// One change (or the first sync) on its way to the kernel.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Step {
+    /// From the start (or the API update) to the end of the agent's sync that wrote it,
+    /// by the agent's `last_timestamp` metric; `None`: did not finish in time.
+    #[serde(serialize_with = "optional_seconds")]
+    pub to_kernel: Option<Duration>,
+    /// Until the harness saw the chain in the kernel (an upper bound: includes polling).
+    #[serde(serialize_with = "optional_seconds")]
+    pub confirmed: Option<Duration>,
+    /// iptables-restore calls the agent made in this step.
+    pub restore_calls: usize,
+    /// Bytes it fed them.
+    pub restore_bytes: u64,
+    /// Their wall time together.
+    #[serde(serialize_with = "seconds")]
+    pub restore_time: Duration,
+    /// The agent's own CPU time spent in this step.
+    #[serde(serialize_with = "seconds")]
+    pub agent_cpu: Duration,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// Services in the cluster.
+    pub services: u32,
+    /// Endpoints per service.
+    pub endpoints: u32,
+    /// iptables backend.
+    pub backend: Backend,
+    /// Proxy mode.
+    pub mode: Mode,
+    /// The agent binary.
+    pub agent: String,
+    /// `/proc/loadavg` (1, 5, 15 min) when the run started and when it ended.
+    pub load_average: [String; 2],
+    /// The limit on the first sync and on the floor's restore.
+    #[serde(serialize_with = "seconds")]
+    pub timeout: Duration,
+    /// First complete programming, from the agent's start.
+    pub first_sync: Step,
+    /// What one dump of the table showed after the first sync (or why there is none).
+    pub table: Result<TableCount, String>,
+    /// One endpoint of one service replaced.
+    pub endpoint_change: Option<Step>,
+    /// One new service with its endpoints.
+    pub new_service: Option<Step>,
+    /// The agent's memory and CPU at the end (before it was stopped).
+    pub agent_usage: Option<ProcessUsage>,
+    /// All restore calls of the run.
+    pub restore_calls: usize,
+    /// All bytes fed to iptables-restore in the run.
+    pub restore_bytes: u64,
+    /// The kernel's floor (or why there is none).
+    pub floor: Result<Floor, String>,
+    /// What went wrong or was skipped.
+    pub notes: Vec<String>,
+}
+
+/// Serializes a duration as seconds.
+pub fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Serializes an optional duration as seconds or null.
+pub fn optional_seconds<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+fn time(d: Option<Duration>, limit: &str) -> String {
+    match d {
+        Some(d) if d < Duration::from_secs(1) => format!("{:.1} ms", d.as_secs_f64() * 1e3),
+        Some(d) => format!("{:.2} s", d.as_secs_f64()),
+        None => format!("did not finish in {limit}"),
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// CPU times come in clock ticks (10 ms).
+fn cpu(d: Duration) -> String {
+    if d.is_zero() {
+        "<10 ms".into()
+    } else {
+        time(Some(d), "")
+    }
+}
+
+fn step_row(f: &mut fmt::Formatter<'_>, name: &str, step: &Step, limit: &str) -> fmt::Result {
+    writeln!(
+        f,
+        "  {name:<22} {:>24}  (seen {:>10}; {} restore(s), {} in {}; agent CPU {})",
+        time(step.to_kernel, limit),
+        time(step.confirmed, limit),
+        step.restore_calls,
+        mib(step.restore_bytes),
+        time(Some(step.restore_time), limit),
+        cpu(step.agent_cpu),
+    )
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let limit = format!("{} s", self.timeout.as_secs());
+        writeln!(
+            f,
+            "kproxy-scale: {} services × {} endpoints, mode {}, backend {}",
+            self.services,
+            self.endpoints,
+            self.mode.name(),
+            self.backend.name()
+        )?;
+        writeln!(f, "  agent                  {}", self.agent)?;
+        writeln!(
+            f,
+            "  load average           {} (start), {} (end)",
+            self.load_average[0], self.load_average[1]
+        )?;
+        step_row(f, "first sync", &self.first_sync, &limit)?;
+        match &self.table {
+            Ok(t) => writeln!(
+                f,
+                "  kernel table           {} rules, {} DNAT (dump took {})",
+                t.rules,
+                t.dnat_rules,
+                time(Some(t.dump_time), &limit)
+            )?,
+            Err(e) => writeln!(f, "  kernel table           not counted: {e}")?,
+        }
+        for (name, step) in [
+            ("endpoint change", &self.endpoint_change),
+            ("new service", &self.new_service),
+        ] {
+            match step {
+                Some(step) => step_row(f, name, step, &limit)?,
+                None => writeln!(f, "  {name:<22} not measured")?,
+            }
+        }
+        if let Some(usage) = &self.agent_usage {
+            writeln!(
+                f,
+                "  agent memory           peak {} (VmHWM), now {}",
+                mib(usage.peak_rss_bytes),
+                mib(usage.rss_bytes)
+            )?;
+            writeln!(
+                f,
+                "  agent CPU              {} (children: {})",
+                cpu(usage.cpu),
+                cpu(usage.children_cpu)
+            )?;
+        }
+        writeln!(
+            f,
+            "  fed to iptables-restore {} in {} call(s)",
+            mib(self.restore_bytes),
+            self.restore_calls
+        )?;
+        match &self.floor {
+            Ok(floor) => writeln!(
+                f,
+                "  floor (iptables-{}-restore) full: {} ({}, {} lines); small --noflush change: {}",
+                self.backend.name(),
+                time(floor.full_restore, &limit),
+                mib(floor.ruleset_bytes),
+                floor.ruleset_lines,
+                time(floor.small_change, &limit)
+            )?,
+            Err(e) => writeln!(f, "  floor                  not measured: {e}")?,
+        }
+        for note in &self.notes {
+            writeln!(f, "  note: {note}")?;
+        }
+        Ok(())
+    }
+}

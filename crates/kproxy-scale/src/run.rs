@@ -1,0 +1,272 @@
+//! One run: set up the namespaces and the fake API server, start the agent, time the first
+//! sync, one endpoint change and one new service, then the kernel floor; print the report.
+
+use crate::agent::AgentCommand;
+use crate::args::{Mode, RunArgs};
+use crate::cluster::{self, spare_pod_ip, ServiceSpec, Shape};
+use crate::naming::{endpoint_chain, service_chain, ChainTable};
+use crate::netns::NodeNetwork;
+use crate::probe::Kernel;
+use crate::relay::{self, read_log};
+use crate::report::{Report, Step};
+use crate::steps::{Mark, Session};
+use crate::workdir::Workdir;
+use crate::{floor, signals};
+use kproxy_testapi::FakeApiServer;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Longest wait for one change to reach the kernel (or `--timeout`, if shorter).
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Pause before each change, longer than the agent's default minimum sync period, so each
+/// change meets an idle agent.
+const QUIET: Duration = Duration::from_secs(2);
+/// Longest whole-table dump after the first sync (or `--timeout`, if shorter).
+const DUMP_TIMEOUT: Duration = Duration::from_secs(300);
+/// kube-proxy's default metrics and healthz ports; the namespace is fresh, so they are free.
+const METRICS: ([u8; 4], u16) = ([127, 0, 0, 1], 10249);
+const HEALTHZ: ([u8; 4], u16) = ([127, 0, 0, 1], 10256);
+
+/// Runs the harness and prints its report.
+pub fn main(args: &RunArgs) -> Result<(), String> {
+    let shape = Shape {
+        services: args.services,
+        endpoints: args.endpoints,
+    }
+    .validate()?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("needs root (network namespaces and iptables)".into());
+    }
+    let kproxy = agent_binary(args)?;
+    signals::install();
+    let prefix = format!("kproxy-scale-{}", std::process::id());
+    let workdir = Workdir::create(&prefix)?;
+    let network = NodeNetwork::create(&prefix)?;
+    // Before any other thread exists, so the whole process lives in the node's namespace.
+    network.node.enter()?;
+    let report = measure(args, shape, &kproxy, &workdir, &prefix)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+fn agent_binary(args: &RunArgs) -> Result<PathBuf, String> {
+    let path = match &args.kproxy {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| format!("locating this program: {e}"))?
+            .with_file_name("kproxy"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found: build it (cargo build --release --bin kproxy) or pass --kproxy PATH",
+            path.display()
+        ))
+    }
+}
+
+/// Everything inside the node's namespace.
+fn measure(
+    args: &RunArgs,
+    shape: Shape,
+    kproxy: &Path,
+    workdir: &Workdir,
+    prefix: &str,
+) -> Result<Report, String> {
+    let load_start = load_average();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let api = runtime
+        .block_on(FakeApiServer::start())
+        .map_err(|e| format!("fake API server: {e}"))?;
+    let cluster_file = workdir.file("cluster.json");
+    serve_cluster(&api, shape, &cluster_file)?;
+    let kubeconfig = workdir.file("kubeconfig");
+    api.write_kubeconfig(&kubeconfig)
+        .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    let command = agent_command(args, kproxy, kubeconfig, workdir)?;
+    let timeout = Duration::from_secs(args.timeout);
+    let table = ChainTable::of(args.mode);
+    let start = Mark::before_start();
+    let mut session = Session {
+        agent: command.spawn()?,
+        metrics: command.metrics,
+        kernel: Kernel {
+            backend: args.backend,
+            table,
+        },
+        restore_log: workdir.file("restores.log"),
+    };
+    let mut notes = Vec::new();
+    let last = ServiceSpec::nth(shape.services - 1);
+    let last_ip = last.pod_ips(shape.endpoints)[shape.endpoints as usize - 1];
+    let chains = [
+        service_chain(table, &last),
+        endpoint_chain(table, &last, last_ip),
+    ];
+    let first_sync = session.wait_for(&start, &chains, Instant::now() + timeout)?;
+    let (table_count, endpoint_change, new_service) = if first_sync.to_kernel.is_some() {
+        let count = session.kernel.count(DUMP_TIMEOUT.min(timeout));
+        let change_timeout = CHANGE_TIMEOUT.min(timeout);
+        let endpoint = change_endpoint(&mut session, &api, shape, table, change_timeout)?;
+        let service = add_service(&mut session, &api, shape, table, change_timeout)?;
+        (count, Some(endpoint), Some(service))
+    } else {
+        notes.push(format!(
+            "first sync did not finish in {} s",
+            timeout.as_secs()
+        ));
+        (Err("no first sync".into()), None, None)
+    };
+    let agent_usage = session.agent.usage();
+    session.agent.stop();
+    drop(runtime);
+    let calls = read_log(&session.restore_log);
+    let floor = match (args.no_floor, args.mode) {
+        (true, _) => Err("--no-floor".into()),
+        (false, Mode::Nftables) => Err("kproxy rules renders iptables only".into()),
+        (false, Mode::Iptables) => floor::measure(
+            kproxy,
+            &cluster_file,
+            args.backend,
+            &format!("{prefix}-floor"),
+            timeout,
+        ),
+    };
+    Ok(Report {
+        services: shape.services,
+        endpoints: shape.endpoints,
+        backend: args.backend,
+        mode: args.mode,
+        agent: kproxy.display().to_string(),
+        load_average: [load_start, load_average()],
+        timeout,
+        first_sync,
+        table: table_count,
+        endpoint_change,
+        new_service,
+        agent_usage,
+        restore_calls: calls.len(),
+        restore_bytes: calls.iter().map(|c| c.bytes).sum(),
+        floor,
+        notes,
+    })
+}
+
+/// Loads the cluster into the fake API server and writes it as a List for `kproxy rules`.
+fn serve_cluster(api: &FakeApiServer, shape: Shape, file: &Path) -> Result<(), String> {
+    let write_error = |e: std::io::Error| format!("{}: {e}", file.display());
+    let out = std::fs::File::create(file).map_err(write_error)?;
+    let mut out = std::io::BufWriter::new(out);
+    out.write_all(br#"{"apiVersion":"v1","kind":"List","items":["#)
+        .map_err(write_error)?;
+    for (i, object) in cluster::objects(shape).enumerate() {
+        if i > 0 {
+            out.write_all(b",").map_err(write_error)?;
+        }
+        serde_json::to_writer(&mut out, &object).map_err(|e| e.to_string())?;
+        api.apply_json(object).map_err(|e| e.to_string())?;
+    }
+    out.write_all(b"]}").map_err(write_error)?;
+    out.flush().map_err(write_error)
+}
+
+fn agent_command(
+    args: &RunArgs,
+    kproxy: &Path,
+    kubeconfig: PathBuf,
+    workdir: &Workdir,
+) -> Result<AgentCommand, String> {
+    let real = find_tool(&format!("iptables-{}-restore", args.backend.name()))?;
+    let harness = std::env::current_exe().map_err(|e| format!("locating this program: {e}"))?;
+    let relay = workdir.file("iptables-restore");
+    let script = relay::script(&harness, &workdir.file("restores.log"), &real);
+    std::fs::write(&relay, script).map_err(|e| format!("{}: {e}", relay.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&relay, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("{}: {e}", relay.display()))?;
+    Ok(AgentCommand {
+        binary: kproxy.to_path_buf(),
+        kubeconfig,
+        backend: args.backend,
+        mode: args.mode,
+        metrics: SocketAddr::from(METRICS),
+        healthz: SocketAddr::from(HEALTHZ),
+        restore_relay: relay,
+        restore_timeout: Duration::from_secs(args.timeout),
+        log: workdir.file("agent.log"),
+    })
+}
+
+fn find_tool(name: &str) -> Result<PathBuf, String> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|dir| Path::new(dir).join(name))
+        .find(|candidate| candidate.is_file());
+    found.ok_or(format!("{name} not found in PATH, /usr/sbin or /sbin"))
+}
+
+/// Replaces the first endpoint of the middle service with a new pod IP.
+fn change_endpoint(
+    session: &mut Session,
+    api: &FakeApiServer,
+    shape: Shape,
+    table: ChainTable,
+    timeout: Duration,
+) -> Result<Step, String> {
+    std::thread::sleep(QUIET);
+    let spec = ServiceSpec::nth(shape.services / 2);
+    let mut ips = spec.pod_ips(shape.endpoints);
+    ips[0] = spare_pod_ip(0);
+    let chain = endpoint_chain(table, &spec, ips[0]);
+    let mark = session.mark();
+    api.apply_json(spec.slice_json(&ips))
+        .map_err(|e| e.to_string())?;
+    session.wait_for(&mark, &[chain], Instant::now() + timeout)
+}
+
+/// Adds one service (the next index) with its endpoints.
+fn add_service(
+    session: &mut Session,
+    api: &FakeApiServer,
+    shape: Shape,
+    table: ChainTable,
+    timeout: Duration,
+) -> Result<Step, String> {
+    std::thread::sleep(QUIET);
+    let spec = ServiceSpec::nth(shape.services);
+    let ips = spec.pod_ips(shape.endpoints);
+    let chains = [
+        service_chain(table, &spec),
+        endpoint_chain(table, &spec, ips[ips.len() - 1]),
+    ];
+    let mark = session.mark();
+    api.apply_json(spec.service_json())
+        .and_then(|_| api.apply_json(spec.slice_json(&ips)))
+        .map_err(|e| e.to_string())?;
+    session.wait_for(&mark, &chains, Instant::now() + timeout)
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
