@@ -22,8 +22,14 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         ".{0,12}".prop_map(Value::from),
-        prop_oneof![Just("10.0.0.1"), Just("::1"), Just("01.2.3.4"), Just("TCP"), Just("Local")]
-            .prop_map(Value::from),
+        prop_oneof![
+            Just("10.0.0.1"),
+            Just("::1"),
+            Just("01.2.3.4"),
+            Just("TCP"),
+            Just("Local")
+        ]
+        .prop_map(Value::from),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
@@ -73,25 +79,63 @@ fn good_service() -> Value {
 #[test]
 fn each_invalid_service_is_skipped_with_a_warning_and_the_good_one_stays() {
     let bad_specs = [
-        ("bad cluster IP", json!({"clusterIP": "10.96.0.999", "ports": [{"port": 80}]}), "clusterIPs"),
-        ("port 70000", json!({"clusterIP": "10.96.0.11", "ports": [{"port": 70000}]}), "ports[0].port"),
-        ("negative port", json!({"clusterIP": "10.96.0.11", "ports": [{"port": -1}]}), "ports[0].port"),
-        ("unknown protocol", json!({"clusterIP": "10.96.0.11", "ports": [{"port": 80, "protocol": "ICMP"}]}), "protocol"),
-        ("duplicate port", json!({"clusterIP": "10.96.0.11", "ports": [{"name": "a", "port": 80}, {"name": "a", "port": 81}]}), "ports[1]"),
-        ("node port out of range", json!({"type": "NodePort", "clusterIP": "10.96.0.11", "ports": [{"port": 80, "nodePort": 70000}]}), "nodePort"),
-        ("source range not a CIDR", json!({"type": "LoadBalancer", "clusterIP": "10.96.0.11", "ports": [{"port": 80}], "loadBalancerSourceRanges": ["10.0.0.0/33"]}), "loadBalancerSourceRanges"),
-        ("external IP not an IP", json!({"clusterIP": "10.96.0.11", "ports": [{"port": 80}], "externalIPs": ["nope"]}), "externalIPs"),
+        (
+            "bad cluster IP",
+            json!({"clusterIP": "10.96.0.999", "ports": [{"port": 80}]}),
+            "clusterIPs",
+        ),
+        (
+            "port 70000",
+            json!({"clusterIP": "10.96.0.11", "ports": [{"port": 70000}]}),
+            "ports[0].port",
+        ),
+        (
+            "negative port",
+            json!({"clusterIP": "10.96.0.11", "ports": [{"port": -1}]}),
+            "ports[0].port",
+        ),
+        (
+            "unknown protocol",
+            json!({"clusterIP": "10.96.0.11", "ports": [{"port": 80, "protocol": "ICMP"}]}),
+            "protocol",
+        ),
+        (
+            "duplicate port",
+            json!({"clusterIP": "10.96.0.11", "ports": [{"name": "a", "port": 80}, {"name": "a", "port": 81}]}),
+            "ports[1]",
+        ),
+        (
+            "node port out of range",
+            json!({"type": "NodePort", "clusterIP": "10.96.0.11", "ports": [{"port": 80, "nodePort": 70000}]}),
+            "nodePort",
+        ),
+        (
+            "source range not a CIDR",
+            json!({"type": "LoadBalancer", "clusterIP": "10.96.0.11", "ports": [{"port": 80}], "loadBalancerSourceRanges": ["10.0.0.0/33"]}),
+            "loadBalancerSourceRanges",
+        ),
+        (
+            "external IP not an IP",
+            json!({"clusterIP": "10.96.0.11", "ports": [{"port": 80}], "externalIPs": ["nope"]}),
+            "externalIPs",
+        ),
     ];
     for (what, spec, field) in bad_specs {
         let bad = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bad", "namespace": "ns"}, "spec": spec});
-        let text = json!({"apiVersion": "v1", "kind": "List", "items": [bad, good_service()]}).to_string();
-        let (snapshot, warnings) = build(&text).unwrap_or_else(|| panic!("{what}: manifest should parse"));
+        let text =
+            json!({"apiVersion": "v1", "kind": "List", "items": [bad, good_service()]}).to_string();
+        let (snapshot, warnings) =
+            build(&text).unwrap_or_else(|| panic!("{what}: manifest should parse"));
         assert!(
-            snapshot.entries().any(|(name, _)| name.service.name == "good"),
+            snapshot
+                .entries()
+                .any(|(name, _)| name.service.name == "good"),
             "{what}: the good service must stay"
         );
         assert!(
-            warnings.iter().any(|w| w.object.contains("bad") && w.field.contains(field)),
+            warnings
+                .iter()
+                .any(|w| w.object.contains("bad") && w.field.contains(field)),
             "{what}: expected a warning on {field}, got {warnings:?}"
         );
     }
@@ -102,9 +146,13 @@ fn a_name_that_is_not_a_kubernetes_name_is_skipped() {
     let bad = json!({"apiVersion": "v1", "kind": "Service",
                      "metadata": {"name": "x\"\n-A KUBE-SERVICES -j ACCEPT", "namespace": "ns"},
                      "spec": {"clusterIP": "10.96.0.12", "ports": [{"port": 80}]}});
-    let text = json!({"apiVersion": "v1", "kind": "List", "items": [bad, good_service()]}).to_string();
+    let text =
+        json!({"apiVersion": "v1", "kind": "List", "items": [bad, good_service()]}).to_string();
     let (snapshot, warnings) = build(&text).expect("parses");
     assert_eq!(snapshot.len(), 1);
     assert!(warnings.iter().any(|w| w.field == "metadata.name"));
-    assert!(!warnings.iter().any(|w| w.to_string().contains('\n')), "warnings are one line each");
+    assert!(
+        !warnings.iter().any(|w| w.to_string().contains('\n')),
+        "warnings are one line each"
+    );
 }
