@@ -10,7 +10,7 @@ use crate::logging;
 use crate::mode::{FamilySync, ProxyMode, SyncInput};
 use ipnet::IpNet;
 use kproxy_model::{IpFamily, NodeFacts};
-use kproxy_nftables::nft::{Family, Table};
+use kproxy_nftables::nft::{Family, Table, TableState};
 use kproxy_nftables::{
     KernelView, LocalTrafficDetector, NftError, NftablesProxier, ProxierSettings, SettingsError,
     Transaction,
@@ -142,9 +142,12 @@ impl FamilyState {
 
     /// Lists the table for a full sync; tells whether it is absent.
     fn observe_kernel(&mut self) -> bool {
+        // An absent table is handed over as an empty one: with `KernelView::Absent` the
+        // proxier still flushes the stale chains it believes exist, which fails when
+        // someone deleted the table (reported to kproxy-nftables).
         let view = match self.kernel.list_table(self.nft_family(), TABLE) {
             Ok(Some(table)) => KernelView::Present(table),
-            Ok(None) => KernelView::Absent,
+            Ok(None) => KernelView::Present(TableState::default()),
             Err(e) => {
                 logging::warn(format!(
                     "{:?}: listing the nftables table: {e}; element maps are refilled",
@@ -153,7 +156,7 @@ impl FamilyState {
                 KernelView::Unknown
             }
         };
-        let absent = matches!(view, KernelView::Absent);
+        let absent = matches!(&view, KernelView::Present(t) if *t == TableState::default());
         self.proxier.observe(view);
         absent
     }

@@ -167,6 +167,30 @@ async fn a_deleted_table_is_found_and_rebuilt_by_a_full_sync() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_deleted_while_a_stale_chain_waits_is_rebuilt() {
+    let mut h = harness();
+    let start = Instant::now();
+    h.load(&cluster(free_port()));
+    h.sync_loop.handle(AgentEvent::InitialSyncDone);
+    h.sync_loop.sync(start);
+    h.load(&cluster(free_port()).replace("10.244.2.6", "10.244.2.66"));
+    h.sync_loop.sync(start + Duration::from_secs(2));
+    let mut other = h.kernel.clone();
+    let mut delete = Transaction::new(Family::Ip, TABLE);
+    delete.delete(Named::Table);
+    other.run(&delete).expect("someone deletes the table");
+    assert_eq!(h.sync_loop.check_kernel().len(), 1);
+    h.sync_loop
+        .sync(start + Duration::from_secs(2) + Duration::from_millis(300));
+    assert!(
+        h.dump().contains("dnat to 10.244.2.66:8080"),
+        "{}",
+        h.dump()
+    );
+    assert!(h.sync_loop.check_kernel().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_sync_is_counted_and_the_next_one_is_full() {
     let mut h = harness();
     h.load(&cluster(free_port()));
