@@ -9,7 +9,9 @@ use crate::hcserver::ServiceHealthServers;
 use crate::healthz::{health_handler, ProxierHealth};
 use crate::http::{spawn_server, Handler, Reply};
 use crate::iptables_mode::IptablesModeSettings;
+use crate::ipvs_mode::cleanup_ipvs;
 use crate::kernel::addresses::host_addresses;
+use crate::kernel::backend::resolve_backend;
 use crate::kernel::KernelError;
 use crate::logging;
 use crate::metrics::{Metrics, MetricsMode};
@@ -30,9 +32,9 @@ pub enum AgentError {
     /// The flags or config file are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The proxy mode is not part of this build yet.
-    #[error("--proxy-mode {0}: not available yet in this build (use iptables or nftables)")]
-    ModeUnavailable(&'static str),
+    /// `--proxy-mode ipvs` on a kernel without IPVS.
+    #[error("--proxy-mode ipvs: the kernel has no IPVS (ip_vs module); load it with `modprobe ip_vs` or use another mode")]
+    NoIpvs,
     /// No family can be programmed.
     #[error("no usable family: {0}")]
     NoFamily(String),
@@ -98,7 +100,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let shared = SharedState {
-        health: Arc::new(ProxierHealth::new(config.sync_period * 2)),
+        health: Arc::new(ProxierHealth::new(loop_timing(&config).sync_period * 2)),
         metrics: Arc::new(Metrics::for_mode(metrics_mode(config.mode))),
     };
     let mut servers = Vec::new();
@@ -143,10 +145,7 @@ async fn run_with_servers(
     if conntrack.is_none() {
         logging::warn("conntrack tool not found: stale UDP conntrack entries will not be cleared");
     }
-    let timing = LoopTiming {
-        min_sync_period: config.min_sync_period,
-        sync_period: config.sync_period,
-    };
+    let timing = loop_timing(config);
     let sync_loop = SyncLoop::new(
         &config.node_name,
         mode,
@@ -168,6 +167,20 @@ async fn run_with_servers(
     sync_loop.run(events, shutdown).await;
     forwarder.abort();
     Ok(())
+}
+
+/// The sync periods of the configured mode (`--ipvs-*` in ipvs mode).
+fn loop_timing(config: &AgentConfig) -> LoopTiming {
+    match config.mode {
+        ModeName::Ipvs => LoopTiming {
+            min_sync_period: config.ipvs.min_sync_period,
+            sync_period: config.ipvs.sync_period,
+        },
+        _ => LoopTiming {
+            min_sync_period: config.min_sync_period,
+            sync_period: config.sync_period,
+        },
+    }
 }
 
 fn metrics_mode(mode: ModeName) -> MetricsMode {
@@ -259,14 +272,20 @@ async fn forward_source(
     logging::warn("the cluster source stopped; rules stay as they are");
 }
 
-/// Removes everything any mode of kube-proxy or kproxy installed: the iptables mode's
-/// chains (both families, both backends) and the `kube-proxy` nftables tables.
+/// Removes everything any mode of kube-proxy or kproxy installed: the ipvs mode's state
+/// (when the kernel has IPVS), the iptables mode's chains (both families, both backends)
+/// and the `kube-proxy` nftables tables.
 pub fn cleanup(args: AgentArgs) -> Result<(), AgentError> {
     logging::set_verbosity(args.verbosity.unwrap_or(0));
-    let errors: Vec<String> = [cleanup_iptables(), cleanup_nftables()]
-        .into_iter()
-        .filter_map(Result::err)
-        .collect();
+    let backend = resolve_backend(crate::config::BackendChoice::Auto);
+    let errors: Vec<String> = [
+        cleanup_ipvs(backend),
+        cleanup_iptables(),
+        cleanup_nftables(),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
     if errors.is_empty() {
         Ok(())
     } else {

@@ -7,6 +7,7 @@
 //! and kproxy's own flags still apply. Flags ignored this way are reported as a warning.
 
 use crate::config_file::{ConfigFileError, KubeProxyConfiguration};
+use crate::config_ipvs::{IpvsConfig, IpvsLayer};
 use crate::flags::AgentArgs;
 use ipnet::IpNet;
 use kproxy_model::{parse_cidr_sloppy, IpFamily};
@@ -148,6 +149,8 @@ pub struct AgentConfig {
     pub iptables_backend: BackendChoice,
     /// How long an `iptables-restore` may run before it is killed.
     pub restore_timeout: Duration,
+    /// The ipvs mode's settings.
+    pub ipvs: IpvsConfig,
     /// Log verbosity.
     pub verbosity: u8,
 }
@@ -237,6 +240,7 @@ struct Layer {
     conntrack_udp_timeout: Option<Duration>,
     conntrack_udp_stream_timeout: Option<Duration>,
     hostname_override: Option<String>,
+    ipvs: IpvsLayer,
 }
 
 impl Layer {
@@ -269,6 +273,7 @@ impl Layer {
             conntrack_udp_timeout: args.conntrack_udp_timeout,
             conntrack_udp_stream_timeout: args.conntrack_udp_timeout_stream,
             hostname_override: args.hostname_override.clone(),
+            ipvs: IpvsLayer::from_flags(args),
         }
     }
 
@@ -299,6 +304,7 @@ impl Layer {
             conntrack_udp_timeout: file.conntrack.udp_timeout,
             conntrack_udp_stream_timeout: file.conntrack.udp_stream_timeout,
             hostname_override: non_empty(file.hostname_override),
+            ipvs: IpvsLayer::from_file(file.ipvs),
         }
     }
 }
@@ -453,6 +459,7 @@ fn build(
             .iptables_restore_timeout
             .unwrap_or(Duration::from_secs(60)),
         verbosity: args.verbosity.unwrap_or(0),
+        ipvs: layer.ipvs.resolve()?,
     })
 }
 

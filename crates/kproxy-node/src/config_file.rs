@@ -21,7 +21,6 @@ const KNOWN_UNUSED: &[&str] = &[
     "oomScoreAdj",
     "portRange",
     "bindAddressHardFail",
-    "ipvs",
     "nftables",
     "winkernel",
     "logging",
@@ -69,6 +68,9 @@ pub struct KubeProxyConfiguration {
     /// `conntrack`.
     #[serde(default)]
     pub conntrack: ConntrackSection,
+    /// `ipvs`.
+    #[serde(default)]
+    pub ipvs: IpvsSection,
     /// `configSyncPeriod`.
     #[serde(default, deserialize_with = "go_duration")]
     pub config_sync_period: Option<Duration>,
@@ -117,6 +119,38 @@ pub struct IptablesSection {
     /// `minSyncPeriod`.
     #[serde(default, deserialize_with = "go_duration")]
     pub min_sync_period: Option<Duration>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+/// `ipvs`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpvsSection {
+    /// `scheduler`.
+    pub scheduler: Option<String>,
+    /// `syncPeriod`.
+    #[serde(default, deserialize_with = "go_duration")]
+    pub sync_period: Option<Duration>,
+    /// `minSyncPeriod`.
+    #[serde(default, deserialize_with = "go_duration")]
+    pub min_sync_period: Option<Duration>,
+    /// `excludeCIDRs`.
+    #[serde(rename = "excludeCIDRs")]
+    pub exclude_cidrs: Option<Vec<String>>,
+    /// `strictARP`.
+    #[serde(rename = "strictARP")]
+    pub strict_arp: Option<bool>,
+    /// `tcpTimeout`.
+    #[serde(default, deserialize_with = "go_duration")]
+    pub tcp_timeout: Option<Duration>,
+    /// `tcpFinTimeout`.
+    #[serde(default, deserialize_with = "go_duration")]
+    pub tcp_fin_timeout: Option<Duration>,
+    /// `udpTimeout`.
+    #[serde(default, deserialize_with = "go_duration")]
+    pub udp_timeout: Option<Duration>,
     /// Every other field.
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
@@ -196,12 +230,13 @@ impl KubeProxyConfiguration {
     /// Fields present in the file that kproxy does not know (`iptables.foo`), for a
     /// warning; kube-proxy likewise falls back to lenient decoding with a warning.
     pub fn unknown_fields(&self) -> Vec<String> {
-        let sections: [(&str, &BTreeMap<String, Value>); 5] = [
+        let sections: [(&str, &BTreeMap<String, Value>); 6] = [
             ("", &self.other),
             ("clientConnection.", &self.client_connection.other),
             ("detectLocal.", &self.detect_local.other),
             ("iptables.", &self.iptables.other),
             ("conntrack.", &self.conntrack.other),
+            ("ipvs.", &self.ipvs.other),
         ];
         sections
             .iter()
@@ -238,6 +273,9 @@ conntrack:
   udpTimeout: 0s
 ipvs:
   scheduler: rr
+  strictARP: true
+  excludeCIDRs: [10.1.0.0/16]
+  tcpFinTimeout: 30s
 nodePortAddresses: null
 configSyncPeriod: 15m0s
 someFutureField: 1
@@ -259,6 +297,10 @@ someFutureField: 1
         );
         assert_eq!(config.conntrack.udp_timeout, Some(Duration::ZERO));
         assert_eq!(config.config_sync_period, Some(Duration::from_secs(900)));
+        assert_eq!(config.ipvs.scheduler.as_deref(), Some("rr"));
+        assert_eq!(config.ipvs.strict_arp, Some(true));
+        assert_eq!(config.ipvs.exclude_cidrs, Some(vec!["10.1.0.0/16".into()]));
+        assert_eq!(config.ipvs.tcp_fin_timeout, Some(Duration::from_secs(30)));
         assert_eq!(config.unknown_fields(), ["someFutureField"]);
     }
 

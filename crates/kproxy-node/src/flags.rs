@@ -118,6 +118,38 @@ pub struct AgentArgs {
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub conntrack_udp_timeout_stream: Option<Duration>,
 
+    /// The IPVS scheduler (rr when empty; wrr, lc, sh, mh, ...).
+    #[arg(long, value_name = "NAME")]
+    pub ipvs_scheduler: Option<String>,
+
+    /// The maximum interval between IPVS rule refreshes (e.g. 30s).
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub ipvs_sync_period: Option<Duration>,
+
+    /// The minimum interval between IPVS rule syncs after a change (e.g. 5s).
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub ipvs_min_sync_period: Option<Duration>,
+
+    /// CIDRs whose IPVS virtual servers kproxy leaves alone, comma-separated.
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
+    pub ipvs_exclude_cidrs: Option<Vec<String>>,
+
+    /// Set arp_ignore and arp_announce for IPVS.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub ipvs_strict_arp: Option<bool>,
+
+    /// IPVS timeout for idle TCP connections (0 keeps the kernel's).
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub ipvs_tcp_timeout: Option<Duration>,
+
+    /// IPVS timeout for TCP connections after a FIN (0 keeps the kernel's).
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub ipvs_tcpfin_timeout: Option<Duration>,
+
+    /// IPVS timeout for UDP packets (0 keeps the kernel's).
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub ipvs_udp_timeout: Option<Duration>,
+
     /// Remove everything kube-proxy and kproxy installed in the kernel, then exit.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub cleanup: Option<bool>,
@@ -181,6 +213,17 @@ impl AgentArgs {
                 self.iptables_min_sync_period.is_some(),
             ),
             ("--nodeport-addresses", self.nodeport_addresses.is_some()),
+            ("--ipvs-scheduler", self.ipvs_scheduler.is_some()),
+            ("--ipvs-sync-period", self.ipvs_sync_period.is_some()),
+            (
+                "--ipvs-min-sync-period",
+                self.ipvs_min_sync_period.is_some(),
+            ),
+            ("--ipvs-exclude-cidrs", self.ipvs_exclude_cidrs.is_some()),
+            ("--ipvs-strict-arp", self.ipvs_strict_arp.is_some()),
+            ("--ipvs-tcp-timeout", self.ipvs_tcp_timeout.is_some()),
+            ("--ipvs-tcpfin-timeout", self.ipvs_tcpfin_timeout.is_some()),
+            ("--ipvs-udp-timeout", self.ipvs_udp_timeout.is_some()),
             ("--config-sync-period", self.config_sync_period.is_some()),
             (
                 "--metrics-bind-address",

@@ -110,7 +110,8 @@ impl IptablesModeSettings {
                 .is_none_or(|cidrs| cidrs.iter().any(|c| c.contains(&loopback)))
     }
 
-    fn local_detector(&self, family: IpFamily, node: Option<&NodeFacts>) -> LocalDetector {
+    /// How pod traffic is recognised for a family (iptables and ipvs modes).
+    pub fn local_detector(&self, family: IpFamily, node: Option<&NodeFacts>) -> LocalDetector {
         let of_family = |cidrs: Vec<IpNet>| {
             let cidrs: Vec<IpNet> = cidrs
                 .into_iter()

@@ -7,7 +7,8 @@
 //!   cleanup ([`conntrack`]), health-check node ports ([`hcserver`]), health ([`healthz`])
 //!   and [`metrics`] shared by every mode.
 //! - [`iptables_mode`]: the iptables mode over the pure renderer in `kproxy-iptables`;
-//!   [`nftables_mode`]: the nftables mode over `kproxy-nftables`' proxier.
+//!   [`nftables_mode`]: the nftables mode over `kproxy-nftables`' proxier;
+//!   [`ipvs_mode`]: the ipvs mode over `kproxy-ipvs`' proxier and kernel facade.
 //! - [`startup`]: builds the configured mode, removing other modes' leftovers first.
 //! - [`kernel`]: the only code that runs tools (`iptables-restore`, `iptables-save`,
 //!   `iptables`, `nft`, sysctls), one trait per tool with a real and a fake implementation.
@@ -19,6 +20,7 @@ pub mod bounded_runner;
 pub mod cleanup;
 pub mod config;
 pub mod config_file;
+pub mod config_ipvs;
 pub mod conntrack;
 pub mod duration;
 pub mod flags;
@@ -26,6 +28,7 @@ pub mod hcserver;
 pub mod healthz;
 pub mod http;
 pub mod iptables_mode;
+pub mod ipvs_mode;
 pub mod kernel;
 pub mod logging;
 pub mod metrics;

@@ -6,6 +6,7 @@ use crate::agent::AgentError;
 use crate::cleanup::{cleanup_iptables, cleanup_nftables};
 use crate::config::{AgentConfig, ModeName};
 use crate::iptables_mode::{IptablesFamilyKernel, IptablesMode, IptablesModeSettings};
+use crate::ipvs_mode::cleanup_ipvs;
 use crate::kernel::backend::resolve_backend;
 use crate::kernel::nft::{ExecNft, NftKernel};
 use crate::kernel::sysctl::{
@@ -24,7 +25,7 @@ pub fn start_mode(
     config: &AgentConfig,
     node: IptablesModeSettings,
 ) -> Result<Box<dyn ProxyMode>, AgentError> {
-    remove_other_modes(config.mode);
+    remove_other_modes(config);
     let mode: Box<dyn ProxyMode> = match config.mode {
         ModeName::Iptables => {
             let kernels = iptables_kernels(config)?;
@@ -42,21 +43,25 @@ pub fn start_mode(
                     .map_err(|e| AgentError::NoFamily(format!("invalid nftables settings: {e}")))?,
             )
         }
-        ModeName::Ipvs => return Err(AgentError::ModeUnavailable("ipvs")),
+        ModeName::Ipvs => crate::ipvs_mode::start(config, node)?,
     };
     shared_sysctls(config);
     Ok(mode)
 }
 
-/// Removes what the modes other than `mode` installed; failures are warnings.
-fn remove_other_modes(mode: ModeName) {
-    let mut results = Vec::new();
-    if mode != ModeName::Nftables {
-        results.push(("nftables", cleanup_nftables()));
-    }
-    if mode == ModeName::Nftables {
-        results.push(("iptables", cleanup_iptables()));
-    }
+/// Removes what other modes installed, as kube-proxy does: the nftables tables when
+/// starting an iptables-based mode, the iptables and ipvs modes' state when starting the
+/// nftables mode. Failures are warnings.
+fn remove_other_modes(config: &AgentConfig) {
+    let results = if config.mode == ModeName::Nftables {
+        let backend = resolve_backend(config.iptables_backend);
+        vec![
+            ("ipvs", cleanup_ipvs(backend)),
+            ("iptables", cleanup_iptables()),
+        ]
+    } else {
+        vec![("nftables", cleanup_nftables())]
+    };
     for (what, result) in results {
         if let Err(e) = result {
             logging::warn(format!("removing the {what} mode's leftovers: {e}"));
