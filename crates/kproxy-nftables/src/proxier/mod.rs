@@ -371,16 +371,20 @@ impl NftablesProxier {
                 self.ports.insert(name.clone(), objects);
             }
         }
-        let table = match &view {
-            KernelView::Present(t) => Some(t),
-            _ => None,
-        };
-        self.full_sync_chains(table, now, &mut w);
+        self.full_sync_chains(&view, now, &mut w);
         self.full_sync_elements(&view, &mut w);
         w.finish()
     }
 
-    fn full_sync_chains(&mut self, table: Option<&TableState>, now: Instant, w: &mut SyncWriter) {
+    /// Flushes (and schedules for deletion) chains no port uses. What exists is taken from
+    /// the listed table; an absent table has none; when listing failed, from belief.
+    fn full_sync_chains(&mut self, view: &KernelView, now: Instant, w: &mut SyncWriter) {
+        let empty = TableState::default();
+        let table = match view {
+            KernelView::Present(t) => Some(t),
+            KernelView::Absent => Some(&empty),
+            KernelView::Unknown => None,
+        };
         let active: BTreeSet<String> = self
             .ports
             .values()
