@@ -29,6 +29,9 @@ enum Command {
     Rules(cli::rules::RulesArgs),
     /// Walk a packet through a ruleset (a dump, or the live one) and print its path.
     Trace(cli::trace::TraceArgs),
+    /// Build a node, pods and a client out of network namespaces on this machine, run the
+    /// agent there, send traffic and show where it landed (needs root; leaves nothing).
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)
+            }
+        },
+        Command::Demo => match kproxy_lab::run_demo(&mut std::io::stdout()) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
             }
         },
         Command::Trace(args) => match cli::trace::run(&args) {
