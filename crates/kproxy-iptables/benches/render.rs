@@ -14,7 +14,7 @@ const SERVICES: usize = 10_000;
 const ENDPOINTS: usize = 10;
 
 fn service(i: usize) -> KubeObject {
-    let node_port = (i % 10 == 0).then_some(30000 + (i / 10) as i32);
+    let node_port = i.is_multiple_of(10).then_some(30000 + (i / 10) as i32);
     KubeObject::Service(Box::new(Service {
         metadata: ObjectMeta {
             name: Some(format!("svc-{i}")),
