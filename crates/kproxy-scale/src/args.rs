@@ -47,6 +47,9 @@ pub struct RunArgs {
     /// Skip the kernel floor (plain iptables-restore of the same ruleset).
     #[arg(long)]
     pub no_floor: bool,
+    /// Keep the scratch directory (agent log, cluster, restore log) and print its path.
+    #[arg(long)]
+    pub keep: bool,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -1,6 +1,7 @@
 //! The kernel's floor: how long the backend's iptables-restore alone takes to load the
-//! full ruleset kproxy renders for the cluster (`kproxy rules`) into an empty namespace, and
-//! then one small `--noflush` change into that full table.
+//! full ruleset kproxy renders for the cluster (`kproxy rules`) into an empty namespace, then
+//! one small `--noflush` change into that full table; and the full ruleset once more the way
+//! the agent restores it (`--noflush --counters`).
 
 use crate::args::Backend;
 use crate::exec::{run, run_ok};
@@ -23,51 +24,75 @@ pub struct Floor {
     pub ruleset_bytes: u64,
     /// Lines of the full ruleset.
     pub ruleset_lines: u64,
-    /// iptables-restore of the full ruleset into empty tables; `None`: did not finish.
+    /// Plain iptables-restore (flushing the tables it names) of the full ruleset into an
+    /// empty namespace; `None`: did not finish.
     #[serde(serialize_with = "crate::report::optional_seconds")]
     pub full_restore: Option<Duration>,
-    /// One small `--noflush` restore into the full table.
+    /// One small `--noflush` restore into that full table.
     #[serde(serialize_with = "crate::report::optional_seconds")]
     pub small_change: Option<Duration>,
+    /// The full ruleset with `--noflush --counters`, as the agent restores it, into
+    /// another empty namespace.
+    #[serde(serialize_with = "crate::report::optional_seconds")]
+    pub full_restore_noflush: Option<Duration>,
 }
 
-/// Renders the cluster with `kproxy rules` and times the restores in a fresh namespace.
+/// Renders the cluster with `kproxy rules` and times the restores in fresh namespaces
+/// named `NETNS_PREFIX-1` and `-2`.
 pub fn measure(
     kproxy: &Path,
     cluster_file: &Path,
     backend: Backend,
-    netns_name: &str,
+    netns_prefix: &str,
     timeout: Duration,
 ) -> Result<Floor, String> {
     let kproxy = kproxy.to_string_lossy();
     let file = cluster_file.to_string_lossy();
     let ruleset = run_ok(&kproxy, &["rules", "-f", &file], RENDER_TIMEOUT)?.stdout;
-    let netns = Netns::create(netns_name)?;
-    let restore = format!("iptables-{}-restore", backend.name());
-    let args = ["-w", "5", "--noflush", "--counters"];
-    let timed = |input: &[u8]| -> Result<Option<Duration>, String> {
-        match run(&restore, &args, Some(input), timeout) {
-            Ok(done) if done.status.success() => Ok(Some(done.elapsed)),
-            Ok(done) => Err(format!(
-                "{restore} failed ({}): {}",
-                done.status,
-                done.stderr.trim()
-            )),
-            Err(_) => Ok(None),
-        }
+    let restore = Restore {
+        program: format!("iptables-{}-restore", backend.name()),
+        timeout,
     };
-    let (full_restore, small_change) = netns.run_inside(|| {
-        let full = timed(&ruleset)?;
+    let plain = Netns::create(&format!("{netns_prefix}-1"))?;
+    let (full_restore, small_change) = plain.run_inside(|| {
+        let full = restore.timed(&["-w", "5"], &ruleset)?;
         let small = match full {
-            Some(_) => timed(SMALL_CHANGE.as_bytes())?,
+            Some(_) => restore.timed(&["-w", "5", "--noflush"], SMALL_CHANGE.as_bytes())?,
             None => None,
         };
         Ok::<_, String>((full, small))
     })??;
+    drop(plain);
+    let agent_like = Netns::create(&format!("{netns_prefix}-2"))?;
+    let full_restore_noflush = agent_like
+        .run_inside(|| restore.timed(&["-w", "5", "--noflush", "--counters"], &ruleset))??;
     Ok(Floor {
         ruleset_bytes: ruleset.len() as u64,
         ruleset_lines: ruleset.iter().filter(|b| **b == b'\n').count() as u64,
         full_restore,
         small_change,
+        full_restore_noflush,
     })
+}
+
+/// The backend's iptables-restore with a deadline.
+struct Restore {
+    program: String,
+    timeout: Duration,
+}
+
+impl Restore {
+    /// Wall time of one restore; `None` if it did not finish in time.
+    fn timed(&self, args: &[&str], input: &[u8]) -> Result<Option<Duration>, String> {
+        match run(&self.program, args, Some(input), self.timeout) {
+            Ok(done) if done.status.success() => Ok(Some(done.elapsed)),
+            Ok(done) => Err(format!(
+                "{} failed ({}): {}",
+                self.program,
+                done.status,
+                done.stderr.trim()
+            )),
+            Err(_) => Ok(None),
+        }
+    }
 }

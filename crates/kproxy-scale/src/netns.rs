@@ -65,7 +65,7 @@ impl Netns {
 
     /// Kills whatever still runs in the namespace (an iptables-restore the stopped agent
     /// left behind), except this process.
-    fn kill_leftovers(&self) {
+    pub fn kill_leftovers(&self) {
         let Ok(listed) = run_ok("ip", &["netns", "pids", &self.name], IP_TIMEOUT) else {
             return;
         };
@@ -99,6 +99,8 @@ impl Drop for Netns {
 /// The node's namespace and the network at the other end of its `eth0`.
 #[derive(Debug)]
 pub struct NodeNetwork {
+    /// The prefix of the namespaces' names.
+    pub prefix: String,
     /// Where the agent runs.
     pub node: Netns,
     /// Holds the veth peer.
@@ -120,6 +122,10 @@ impl NodeNetwork {
         peer.ip(&["addr", "add", &format!("{GATEWAY}/24"), "dev", "eth0"])?;
         peer.ip(&["link", "set", "eth0", "up"])?;
         node.ip(&["route", "add", "default", "via", GATEWAY])?;
-        Ok(NodeNetwork { node, _peer: peer })
+        Ok(NodeNetwork {
+            prefix: prefix.to_string(),
+            node,
+            _peer: peer,
+        })
     }
 }

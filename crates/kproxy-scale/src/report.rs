@@ -177,15 +177,22 @@ impl fmt::Display for Report {
             self.restore_calls
         )?;
         match &self.floor {
-            Ok(floor) => writeln!(
-                f,
-                "  floor (iptables-{}-restore) full: {} ({}, {} lines); small --noflush change: {}",
-                self.backend.name(),
-                time(floor.full_restore, &limit),
-                mib(floor.ruleset_bytes),
-                floor.ruleset_lines,
-                time(floor.small_change, &limit)
-            )?,
+            Ok(floor) => {
+                writeln!(
+                    f,
+                    "  floor: iptables-{}-restore of the full ruleset ({}, {} lines): {}; with --noflush: {}",
+                    self.backend.name(),
+                    mib(floor.ruleset_bytes),
+                    floor.ruleset_lines,
+                    time(floor.full_restore, &limit),
+                    time(floor.full_restore_noflush, &limit),
+                )?;
+                writeln!(
+                    f,
+                    "  floor: one small --noflush change into the full table: {}",
+                    time(floor.small_change, &limit)
+                )?;
+            }
             Err(e) => writeln!(f, "  floor                  not measured: {e}")?,
         }
         for note in &self.notes {

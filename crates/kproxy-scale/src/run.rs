@@ -43,11 +43,17 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
     let kproxy = agent_binary(args)?;
     signals::install();
     let prefix = format!("kproxy-scale-{}", std::process::id());
-    let workdir = Workdir::create(&prefix)?;
+    let mut workdir = Workdir::create(&prefix)?;
     let network = NodeNetwork::create(&prefix)?;
     // Before any other thread exists, so the whole process lives in the node's namespace.
     network.node.enter()?;
-    let report = measure(args, shape, &kproxy, &workdir, &prefix)?;
+    let report = measure(args, shape, &kproxy, &workdir, &network)?;
+    if args.keep {
+        eprintln!(
+            "kproxy-scale: kept {} (agent.log, cluster.json, restores.log)",
+            workdir.keep().display()
+        );
+    }
     if args.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         println!("{text}");
@@ -80,7 +86,7 @@ fn measure(
     shape: Shape,
     kproxy: &Path,
     workdir: &Workdir,
-    prefix: &str,
+    network: &NodeNetwork,
 ) -> Result<Report, String> {
     let load_start = load_average();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -132,6 +138,8 @@ fn measure(
     };
     let agent_usage = session.agent.usage();
     session.agent.stop();
+    // A restore the agent started may outlive it; it must not run beside the floor.
+    network.node.kill_leftovers();
     drop(runtime);
     let calls = read_log(&session.restore_log);
     let floor = match (args.no_floor, args.mode) {
@@ -141,7 +149,7 @@ fn measure(
             kproxy,
             &cluster_file,
             args.backend,
-            &format!("{prefix}-floor"),
+            &format!("{}-floor", network.prefix),
             timeout,
         ),
     };

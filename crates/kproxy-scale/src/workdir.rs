@@ -1,5 +1,5 @@
 //! The run's scratch directory (kubeconfig, generated cluster, restore log, agent log),
-//! removed when the run ends.
+//! removed when the run ends unless kept.
 
 use std::path::PathBuf;
 
@@ -7,6 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug)]
 pub struct Workdir {
     path: PathBuf,
+    keep: bool,
 }
 
 impl Workdir {
@@ -14,7 +15,13 @@ impl Workdir {
     pub fn create(name: &str) -> Result<Workdir, String> {
         let path = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Workdir { path })
+        Ok(Workdir { path, keep: false })
+    }
+
+    /// Leaves the directory in place when the run ends; returns its path.
+    pub fn keep(&mut self) -> &PathBuf {
+        self.keep = true;
+        &self.path
     }
 
     /// A file in the directory.
@@ -25,7 +32,9 @@ impl Workdir {
 
 impl Drop for Workdir {
     fn drop(&mut self) {
-        // Nothing else to do if it is already gone.
-        let _ = std::fs::remove_dir_all(&self.path);
+        if !self.keep {
+            // Nothing else to do if it is already gone.
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }

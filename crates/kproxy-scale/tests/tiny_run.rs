@@ -103,6 +103,7 @@ fn a_tiny_cluster_reaches_the_kernel_and_every_figure_is_reported() {
     assert!(report["agent_usage"]["peak_rss_bytes"].as_u64() > Some(0));
     assert!(seconds(&report, "/floor/Ok/full_restore") > 0.0);
     assert!(seconds(&report, "/floor/Ok/small_change") > 0.0);
+    assert!(seconds(&report, "/floor/Ok/full_restore_noflush") > 0.0);
     let leftover = Command::new("ip")
         .args(["netns", "list"])
         .output()
