@@ -1,7 +1,10 @@
 //! The iptables mode: one [`IptablesProxier`] per family, applied through the iptables
 //! tools with `--noflush`; jump rules and canary chains ensured before each full sync;
 //! kernel chains read once at start (and again only when node facts change the settings).
+//! Every sync period the canary chains, the fixed chains, the jump rules and every service
+//! chain written so far ([`WrittenChains`]) are checked; damage makes the next sync full.
 
+use crate::chain_audit::WrittenChains;
 use crate::config::{AgentConfig, DetectLocal, NodePortAddresses};
 use crate::kernel::{IptablesKernel, KernelError};
 use crate::mode::{FamilySync, ProxyMode, SyncInput, TableRules};
@@ -186,6 +189,7 @@ struct FamilyState {
     random_fully: bool,
     proxier: IptablesProxier,
     synced_once: bool,
+    written: WrittenChains,
 }
 
 /// The iptables proxy mode.
@@ -214,6 +218,7 @@ impl IptablesMode {
                 random_fully: entry.random_fully,
                 proxier,
                 synced_once: false,
+                written: WrittenChains::default(),
             });
         }
         Ok(IptablesMode { settings, families })
@@ -301,6 +306,9 @@ impl FamilyState {
             result = self.kernel.restore(&plan.restore);
         }
         report.ok = result.is_ok();
+        if report.ok {
+            self.written.applied(&plan.restore, plan.full);
+        }
         report.partial_failed = !plan.full && !report.ok;
         report.error = result.err().map(|e| e.to_string());
         self.proxier.applied(report.ok);
@@ -348,6 +356,15 @@ impl FamilyState {
                     jump.table, jump.chain, jump.target
                 ),
             );
+        }
+        match self.kernel.save_table("nat") {
+            Ok(nat) => problems.extend(
+                self.written
+                    .damage(&nat)
+                    .into_iter()
+                    .map(|damage| format!("{family:?}: {damage}")),
+            ),
+            Err(e) => problems.push(format!("{family:?}: reading the nat table: {e}")),
         }
         if !problems.is_empty() {
             self.proxier.force_full_sync();

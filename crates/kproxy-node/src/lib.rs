@@ -8,7 +8,8 @@
 //!   and [`metrics`] shared by every mode.
 //! - [`iptables_mode`]: the iptables mode over the pure renderer in `kproxy-iptables`;
 //!   [`nftables_mode`]: the nftables mode over `kproxy-nftables`' proxier;
-//!   [`ipvs_mode`]: the ipvs mode over `kproxy-ipvs`' proxier and kernel facade.
+//!   [`ipvs_mode`]: the ipvs mode over `kproxy-ipvs`' proxier and kernel facade;
+//!   [`chain_audit`]: the iptables mode's check that no service chain was deleted or flushed.
 //! - [`startup`]: builds the configured mode, removing other modes' leftovers first.
 //! - [`kernel`]: the only code that runs tools (`iptables-restore`, `iptables-save`,
 //!   `iptables`, `nft`, sysctls), one trait per tool with a real and a fake implementation.
@@ -17,6 +18,7 @@
 
 pub mod agent;
 pub mod bounded_runner;
+pub mod chain_audit;
 pub mod cleanup;
 pub mod config;
 pub mod config_file;
