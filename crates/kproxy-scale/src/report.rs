@@ -45,9 +45,12 @@ pub struct Report {
     pub agent: String,
     /// `/proc/loadavg` (1, 5, 15 min) when the run started and when it ended.
     pub load_average: [String; 2],
-    /// The limit on the first sync and on the floor's restore.
+    /// The limit on the first sync and on the floor's restores.
     #[serde(serialize_with = "seconds")]
     pub timeout: Duration,
+    /// The limit on each change.
+    #[serde(serialize_with = "seconds")]
+    pub change_timeout: Duration,
     /// First complete programming, from the agent's start.
     pub first_sync: Step,
     /// What one dump of the table showed after the first sync (or why there is none).
@@ -147,12 +150,13 @@ impl fmt::Display for Report {
             )?,
             Err(e) => writeln!(f, "  kernel table           not counted: {e}")?,
         }
+        let change_limit = format!("{} s", self.change_timeout.as_secs());
         for (name, step) in [
             ("endpoint change", &self.endpoint_change),
             ("new service", &self.new_service),
         ] {
             match step {
-                Some(step) => step_row(f, name, step, &limit)?,
+                Some(step) => step_row(f, name, step, &change_limit)?,
                 None => writeln!(f, "  {name:<22} not measured")?,
             }
         }

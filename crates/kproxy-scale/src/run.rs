@@ -104,6 +104,7 @@ fn measure(
         .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
     let command = agent_command(args, kproxy, kubeconfig, workdir)?;
     let timeout = Duration::from_secs(args.timeout);
+    let change_timeout = CHANGE_TIMEOUT.min(timeout);
     let table = ChainTable::of(args.mode);
     let start = Mark::before_start();
     let mut session = Session {
@@ -125,7 +126,6 @@ fn measure(
     let first_sync = session.wait_for(&start, &chains, Instant::now() + timeout)?;
     let (table_count, endpoint_change, new_service) = if first_sync.to_kernel.is_some() {
         let count = session.kernel.count(DUMP_TIMEOUT.min(timeout));
-        let change_timeout = CHANGE_TIMEOUT.min(timeout);
         let endpoint = change_endpoint(&mut session, &api, shape, table, change_timeout)?;
         let service = add_service(&mut session, &api, shape, table, change_timeout)?;
         (count, Some(endpoint), Some(service))
@@ -161,6 +161,7 @@ fn measure(
         agent: kproxy.display().to_string(),
         load_average: [load_start, load_average()],
         timeout,
+        change_timeout,
         first_sync,
         table: table_count,
         endpoint_change,
