@@ -17,6 +17,7 @@ use kinds::{node_field_selector, WatchedKind, PROXY_LABEL_SELECTOR};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client};
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -79,7 +80,13 @@ async fn watch_kind<K: WatchedKind>(
                 (feed.on_event(event), None)
             }
             Err(error) => {
-                let delay = backoff.on_failure(Instant::now());
+                let delay = if is_expired(&error) {
+                    // The server answered: no reason to wait before the relist.
+                    backoff.on_progress();
+                    Duration::ZERO
+                } else {
+                    backoff.on_failure(Instant::now())
+                };
                 let warning = SourceWarning::Watch {
                     kind: K::KIND,
                     message: error.to_string(),
@@ -93,8 +100,35 @@ async fn watch_kind<K: WatchedKind>(
                 return;
             }
         }
-        if let Some(delay) = pause {
+        if let Some(delay) = pause.filter(|d| !d.is_zero()) {
             tokio::time::sleep(delay).await;
         }
+    }
+}
+
+/// Whether the watch ended with `410 Gone` (its resourceVersion was compacted away): the
+/// API server is answering, and the watcher lists again on its next poll, which should
+/// come at once rather than after the backoff grown while the server was unreachable.
+fn is_expired(error: &watcher::Error) -> bool {
+    matches!(error, watcher::Error::WatchError(status) if status.code == 410)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch_error(code: u16) -> watcher::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": code, "reason": "Expired", "message": "too old"
+        }))
+        .expect("status");
+        watcher::Error::WatchError(Box::new(status))
+    }
+
+    #[test]
+    fn only_gone_relists_without_backoff() {
+        assert!(is_expired(&watch_error(410)));
+        assert!(!is_expired(&watch_error(500)));
+        assert!(!is_expired(&watcher::Error::NoResourceVersion));
     }
 }
