@@ -40,12 +40,31 @@ pub enum ExecError {
     },
 }
 
-/// Runs `program args…` with `stdin` as input; kills it after `timeout`.
+/// Whether a Ctrl-C cuts a tool short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnInterrupt {
+    /// Kill it: the run is ending.
+    Kill,
+    /// Let it finish: it is part of the cleanup.
+    Finish,
+}
+
+/// Runs `program args…` with `stdin` as input; kills it after `timeout` or on Ctrl-C.
 pub fn run(
     program: &str,
     args: &[&str],
     stdin: Option<&[u8]>,
     timeout: Duration,
+) -> Result<Finished, ExecError> {
+    run_with(program, args, stdin, timeout, OnInterrupt::Kill)
+}
+
+fn run_with(
+    program: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+    on_interrupt: OnInterrupt,
 ) -> Result<Finished, ExecError> {
     let started = Instant::now();
     let mut child = Command::new(program)
@@ -72,7 +91,7 @@ pub fn run(
         }
         let stdout = scope.spawn(move || read_all(out.as_mut()));
         let stderr = scope.spawn(move || read_all(err.as_mut()));
-        let status = wait_until(&mut child, started + timeout);
+        let status = wait_until(&mut child, started + timeout, on_interrupt);
         let stdout = stdout.join().unwrap_or_default();
         let stderr = stderr.join().unwrap_or_default();
         match status {
@@ -99,12 +118,18 @@ fn read_all(pipe: Option<&mut impl Read>) -> Vec<u8> {
     bytes
 }
 
-/// Waits for the child until `deadline`; on timeout or interrupt kills and reaps it.
-fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+/// Waits for the child until `deadline`; on timeout (or a Ctrl-C, if it counts) kills and
+/// reaps it.
+fn wait_until(
+    child: &mut Child,
+    deadline: Instant,
+    on_interrupt: OnInterrupt,
+) -> Option<ExitStatus> {
     loop {
+        let cut_short = on_interrupt == OnInterrupt::Kill && interrupted();
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline && !interrupted() => {
+            Ok(None) if Instant::now() < deadline && !cut_short => {
                 std::thread::sleep(Duration::from_millis(1));
             }
             _ => {
@@ -119,7 +144,21 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 
 /// Runs a short command that must succeed; its error output is the error.
 pub fn run_ok(program: &str, args: &[&str], timeout: Duration) -> Result<Finished, String> {
-    let finished = run(program, args, None, timeout).map_err(|e| e.to_string())?;
+    checked(program, args, run(program, args, None, timeout))
+}
+
+/// Runs a cleanup command that must succeed; a Ctrl-C does not cut it short.
+pub fn run_cleanup(program: &str, args: &[&str], timeout: Duration) -> Result<Finished, String> {
+    let result = run_with(program, args, None, timeout, OnInterrupt::Finish);
+    checked(program, args, result)
+}
+
+fn checked(
+    program: &str,
+    args: &[&str],
+    result: Result<Finished, ExecError>,
+) -> Result<Finished, String> {
+    let finished = result.map_err(|e| e.to_string())?;
     if finished.status.success() {
         Ok(finished)
     } else {

@@ -4,7 +4,7 @@
 //! deleted when its guard drops, after what still runs in it is killed.
 
 use crate::cluster::NODE_IP;
-use crate::exec::run_ok;
+use crate::exec::{run_cleanup, run_ok};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -66,7 +66,7 @@ impl Netns {
     /// Kills whatever still runs in the namespace (an iptables-restore the stopped agent
     /// left behind), except this process.
     pub fn kill_leftovers(&self) {
-        let Ok(listed) = run_ok("ip", &["netns", "pids", &self.name], IP_TIMEOUT) else {
+        let Ok(listed) = run_cleanup("ip", &["netns", "pids", &self.name], IP_TIMEOUT) else {
             return;
         };
         let own = std::process::id();
@@ -87,7 +87,7 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         self.kill_leftovers();
-        if let Err(e) = run_ok("ip", &["netns", "del", &self.name], IP_TIMEOUT) {
+        if let Err(e) = run_cleanup("ip", &["netns", "del", &self.name], IP_TIMEOUT) {
             eprintln!(
                 "kproxy-scale: warning: deleting namespace {}: {e}",
                 self.name
