@@ -6,7 +6,7 @@ use crate::args::{Mode, RunArgs};
 use crate::cluster::{self, spare_pod_ip, ServiceSpec, Shape};
 use crate::naming::{endpoint_chain, service_chain, ChainTable};
 use crate::netns::NodeNetwork;
-use crate::probe::Kernel;
+use crate::probe::{Kernel, TableCount};
 use crate::relay::{self, read_log};
 use crate::report::{Report, Step};
 use crate::steps::{Mark, Session};
@@ -105,37 +105,17 @@ fn measure(
     let command = agent_command(args, kproxy, kubeconfig, workdir)?;
     let timeout = Duration::from_secs(args.timeout);
     let change_timeout = CHANGE_TIMEOUT.min(timeout);
-    let table = ChainTable::of(args.mode);
     let start = Mark::before_start();
     let mut session = Session {
         agent: command.spawn()?,
         metrics: command.metrics,
         kernel: Kernel {
             backend: args.backend,
-            table,
+            table: ChainTable::of(args.mode),
         },
         restore_log: workdir.file("restores.log"),
     };
-    let mut notes = Vec::new();
-    let last = ServiceSpec::nth(shape.services - 1);
-    let last_ip = last.pod_ips(shape.endpoints)[shape.endpoints as usize - 1];
-    let chains = [
-        service_chain(table, &last),
-        endpoint_chain(table, &last, last_ip),
-    ];
-    let first_sync = session.wait_for(&start, &chains, Instant::now() + timeout)?;
-    let (table_count, endpoint_change, new_service) = if first_sync.to_kernel.is_some() {
-        let count = session.kernel.count(DUMP_TIMEOUT.min(timeout));
-        let endpoint = change_endpoint(&mut session, &api, shape, table, change_timeout)?;
-        let service = add_service(&mut session, &api, shape, table, change_timeout)?;
-        (count, Some(endpoint), Some(service))
-    } else {
-        notes.push(format!(
-            "first sync did not finish in {} s",
-            timeout.as_secs()
-        ));
-        (Err("no first sync".into()), None, None)
-    };
+    let timed = time_steps(&mut session, &api, shape, &start, timeout)?;
     let agent_usage = session.agent.usage();
     session.agent.stop();
     // A restore the agent started may outlive it; it must not run beside the floor.
@@ -162,15 +142,65 @@ fn measure(
         load_average: [load_start, load_average()],
         timeout,
         change_timeout,
-        first_sync,
-        table: table_count,
-        endpoint_change,
-        new_service,
+        first_sync: timed.first_sync,
+        table: timed.table,
+        endpoint_change: timed.endpoint_change,
+        new_service: timed.new_service,
         agent_usage,
         restore_calls: calls.len(),
         restore_bytes: calls.iter().map(|c| c.bytes).sum(),
         floor,
-        notes,
+        notes: timed.notes,
+    })
+}
+
+/// What the agent did while it ran.
+struct TimedSteps {
+    first_sync: Step,
+    table: Result<TableCount, String>,
+    endpoint_change: Option<Step>,
+    new_service: Option<Step>,
+    notes: Vec<String>,
+}
+
+/// Times the first sync (from `start`), counts the table, then times the two changes.
+fn time_steps(
+    session: &mut Session,
+    api: &FakeApiServer,
+    shape: Shape,
+    start: &Mark,
+    timeout: Duration,
+) -> Result<TimedSteps, String> {
+    let table = session.kernel.table;
+    let last = ServiceSpec::nth(shape.services - 1);
+    let last_ip = last.pod_ips(shape.endpoints)[shape.endpoints as usize - 1];
+    let chains = [
+        service_chain(table, &last),
+        endpoint_chain(table, &last, last_ip),
+    ];
+    let first_sync = session.wait_for(start, &chains, Instant::now() + timeout)?;
+    if first_sync.to_kernel.is_none() {
+        return Ok(TimedSteps {
+            first_sync,
+            table: Err("no first sync".into()),
+            endpoint_change: None,
+            new_service: None,
+            notes: vec![format!(
+                "first sync did not finish in {} s",
+                timeout.as_secs()
+            )],
+        });
+    }
+    let count = session.kernel.count(DUMP_TIMEOUT.min(timeout));
+    let change_timeout = CHANGE_TIMEOUT.min(timeout);
+    let endpoint = change_endpoint(session, api, shape, table, change_timeout)?;
+    let service = add_service(session, api, shape, table, change_timeout)?;
+    Ok(TimedSteps {
+        first_sync,
+        table: count,
+        endpoint_change: Some(endpoint),
+        new_service: Some(service),
+        notes: Vec::new(),
     })
 }
 
