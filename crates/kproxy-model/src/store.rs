@@ -62,7 +62,8 @@ pub struct StoreChanges {
 #[derive(Debug, Default, Clone)]
 pub struct ClusterStore {
     services: BTreeMap<NamespacedName, Service>,
-    slices: HashMap<NamespacedName, BTreeMap<String, EndpointSlice>>,
+    /// Boxed: most services have one slice, and a B-tree leaf holds eleven entries inline.
+    slices: HashMap<NamespacedName, BTreeMap<String, Box<EndpointSlice>>>,
     slice_owner: HashMap<NamespacedName, NamespacedName>,
     unowned_slices: BTreeSet<NamespacedName>,
     node: Option<Node>,
@@ -126,7 +127,7 @@ impl ClusterStore {
             .get(&key)
             .and_then(|o| self.slices.get(o))
             .and_then(|slices| slices.get(&key.name))
-            .is_some_and(|old| *old == slice);
+            .is_some_and(|old| **old == slice);
         if unchanged {
             return;
         }
@@ -139,7 +140,7 @@ impl ClusterStore {
                 self.slices
                     .entry(owner.clone())
                     .or_default()
-                    .insert(key.name.clone(), slice);
+                    .insert(key.name.clone(), Box::new(slice));
                 self.slice_owner.insert(key, owner);
             }
             None => {
@@ -241,7 +242,7 @@ impl ClusterStore {
         self.slices
             .get(service)
             .into_iter()
-            .flat_map(|s| s.values())
+            .flat_map(|s| s.values().map(|slice| slice.as_ref()))
     }
 
     /// EndpointSlices without the service-name label (they are ignored, and reported).
