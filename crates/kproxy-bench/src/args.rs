@@ -22,7 +22,7 @@ pub struct Cli {
     /// Give up on programming a case after this many seconds (reported, not waited for).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub sync_timeout: u64,
-    /// Print the report as JSON.
+    /// Print the report as JSON (the table goes to standard error).
     #[arg(long)]
     pub json: bool,
 }

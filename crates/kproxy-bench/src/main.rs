@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         }
     };
     if cli.json {
+        // People watching still see the table.
+        eprint!("{}", report.table());
         match serde_json::to_string_pretty(&report) {
             Ok(json) => println!("{json}"),
             Err(e) => {

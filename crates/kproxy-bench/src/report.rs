@@ -100,7 +100,7 @@ fn row(case: &CaseReport) -> String {
         no_rules
     );
     let Some(m) = &case.measured else {
-        return head;
+        return format!("{head}{}", failures(&[&case.no_rules]));
     };
     let overhead = m.cluster_ip.summary.connect_p50_us - m.pod_ip.summary.connect_p50_us;
     format!(
@@ -110,7 +110,7 @@ fn row(case: &CaseReport) -> String {
         m.pod_ip.summary.connections_per_s,
         m.cluster_ip.summary.connections_per_s,
         overhead,
-        failures(&[&m.pod_ip, &m.cluster_ip])
+        failures(&[&case.no_rules, &m.pod_ip, &m.cluster_ip])
     )
 }
 
