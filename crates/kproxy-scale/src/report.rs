@@ -191,10 +191,13 @@ impl fmt::Display for Report {
                     time(floor.full_restore, &limit),
                     time(floor.full_restore_noflush, &limit),
                 )?;
+                let small = match floor.full_restore {
+                    Some(_) => time(floor.small_change, &limit),
+                    None => "not run (no full table)".into(),
+                };
                 writeln!(
                     f,
-                    "  floor: one small --noflush change into the full table: {}",
-                    time(floor.small_change, &limit)
+                    "  floor: one small --noflush change into the full table: {small}"
                 )?;
             }
             Err(e) => writeln!(f, "  floor                  not measured: {e}")?,
