@@ -337,7 +337,10 @@ pub fn descendants_of(root: u32) -> Vec<String> {
             continue;
         };
         let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
-        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
         if let Some(ppid) = ppid {
             parents.push((pid, ppid, comm.to_string()));
         }
