@@ -287,22 +287,29 @@ pub fn start(
 }
 
 /// Removes the ipvs mode's state (`--cleanup`, or starting in nftables mode): flushes
-/// IPVS, deletes kube-ipvs0, removes its iptables chains and ipsets of both families.
-/// Without IPVS in the kernel there is nothing to remove.
+/// IPVS, deletes kube-ipvs0, removes the mode's iptables chains and ipsets of each family
+/// (IPv6 when its iptables tools exist: its chains reference its sets, which cannot be
+/// destroyed while referenced). Without IPVS in the kernel there is nothing to remove.
 pub fn cleanup_ipvs(backend: Backend) -> Result<(), String> {
-    let mut kernel = match real_kernel(IpFamily::V4, backend) {
-        Ok(kernel) => kernel,
-        Err(AgentError::NoIpvs) => return Ok(()),
-        Err(e) => return Err(e.to_string()),
-    };
-    let names: Vec<String> = [IpFamily::V4, IpFamily::V6]
-        .into_iter()
-        .flat_map(|family| {
-            let settings = IpvsSettings::new(family, "");
-            KubeSet::ALL.map(|set| set_name(&settings, set))
-        })
-        .collect();
-    let errors = kernel.cleanup(&names);
+    let mut errors = Vec::new();
+    for family in [IpFamily::V4, IpFamily::V6] {
+        if family == IpFamily::V6 && IptablesTools::find(family, backend).is_err() {
+            continue;
+        }
+        let mut kernel = match real_kernel(family, backend) {
+            Ok(kernel) => kernel,
+            Err(AgentError::NoIpvs) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let settings = IpvsSettings::new(family, "");
+        let names = KubeSet::ALL.map(|set| set_name(&settings, set));
+        errors.extend(
+            kernel
+                .cleanup(&names)
+                .into_iter()
+                .map(|e| format!("{family:?}: {e}")),
+        );
+    }
     if errors.is_empty() {
         Ok(())
     } else {
