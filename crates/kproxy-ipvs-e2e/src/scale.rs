@@ -15,10 +15,9 @@ use crate::kernel::Node;
 use crate::net::sh;
 
 const NETNS: &str = "kscale";
-const SERVICES: u32 = 10_000;
+/// The number of Services the figures are for.
+pub const SERVICES: u32 = 10_000;
 const ENDPOINTS: u32 = 10;
-/// The Service whose endpoint changes.
-const CHANGED: u32 = SERVICES / 2;
 
 fn service(i: u32, changed: bool) -> Service {
     let [_, _, hi, lo] = i.to_be_bytes();
@@ -31,36 +30,45 @@ fn service(i: u32, changed: bool) -> Service {
     Service::cluster_ip(&format!("s{i}"), Ipv4Addr::new(10, 100, hi, lo), &endpoints)
 }
 
-fn cluster(change_one: bool) -> String {
-    let services: Vec<Service> = (0..SERVICES)
-        .map(|i| service(i, change_one && i == CHANGED))
+/// The cluster of `services` Services; with `change_one`, the middle one has one endpoint
+/// replaced.
+fn cluster(services: u32, change_one: bool) -> String {
+    let services: Vec<Service> = (0..services)
+        .map(|i| service(i, change_one && i == services / 2))
         .collect();
     cluster_yaml("scale-node", Ipv4Addr::new(192, 168, 60, 1), &services)
 }
 
-/// Runs the measurement with the agent at `kproxy`, working in `dir`.
-pub fn run(kproxy: &Path, dir: &Path, checks: &mut Checks) {
+/// Runs the measurement for `services` Services with the agent at `kproxy`, working in
+/// `dir`.
+pub fn run(kproxy: &Path, dir: &Path, services: u32, checks: &mut Checks) {
     let netns = sh(&format!(
         "ip netns add {NETNS}; ip -n {NETNS} link set lo up"
     ));
     if !checks.record("scale: network namespace", netns.map(drop)) {
         return;
     }
-    let result = measure(kproxy, dir);
+    let result = measure(kproxy, dir, services);
     checks.record(
-        &format!("scale: {SERVICES} services x {ENDPOINTS} endpoints and one endpoint change reach the kernel"),
+        &format!("scale: {services} services x {ENDPOINTS} endpoints and one endpoint change reach the kernel"),
         result,
     );
     let _ = sh(&format!("ip netns del {NETNS}"));
+    let log = std::fs::read_to_string(dir.join("scale-agent.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    println!(
+        "---- scale agent log (end) ----\n{}\n----",
+        lines[lines.len().saturating_sub(12)..].join("\n")
+    );
 }
 
-fn measure(kproxy: &Path, dir: &Path) -> Result<(), Failure> {
+fn measure(kproxy: &Path, dir: &Path, services: u32) -> Result<(), Failure> {
     let file = dir.join("scale.yaml");
     let start = Instant::now();
-    let text = cluster(false);
+    let text = cluster(services, false);
     write_atomically(&file, &text)?;
     println!(
-        "scale: cluster file of {SERVICES} Services + EndpointSlices ({:.1} MiB) written in {:.2?}",
+        "scale: cluster file of {services} Services + EndpointSlices ({:.1} MiB) written in {:.2?}",
         text.len() as f64 / (1 << 20) as f64,
         start.elapsed()
     );
@@ -76,6 +84,8 @@ fn measure(kproxy: &Path, dir: &Path) -> Result<(), Failure> {
         "scale-node",
         "--cluster-cidr",
         "10.200.0.0/13",
+        "--v",
+        "2",
     ]
     .map(String::from)
     .to_vec();
@@ -99,7 +109,7 @@ fn measure(kproxy: &Path, dir: &Path) -> Result<(), Failure> {
     let servers = node.ipvs()?;
     let reals: usize = servers.iter().map(|s| s.real_servers.len()).sum();
     ensure(
-        servers.len() == SERVICES as usize && reals == (SERVICES * ENDPOINTS) as usize,
+        servers.len() == services as usize && reals == (services * ENDPOINTS) as usize,
         || {
             format!(
                 "the kernel holds {} virtual and {reals} real servers",
@@ -107,7 +117,7 @@ fn measure(kproxy: &Path, dir: &Path) -> Result<(), Failure> {
             )
         },
     )?;
-    endpoint_change(&mut agent, &node, &file)?;
+    endpoint_change(&mut agent, &node, &file, services)?;
     let status = agent.stop(Duration::from_secs(30))?;
     ensure(status.success(), || format!("agent exit status {status}"))?;
     let start = Instant::now();
@@ -130,12 +140,17 @@ fn measure(kproxy: &Path, dir: &Path) -> Result<(), Failure> {
 
 /// Rewrites the file with one endpoint of one Service replaced; times the file's rename
 /// to the kernel having the new real server (the agent polls the file every second).
-fn endpoint_change(agent: &mut Agent, node: &Node, file: &Path) -> Result<(), Failure> {
+fn endpoint_change(
+    agent: &mut Agent,
+    node: &Node,
+    file: &Path,
+    services: u32,
+) -> Result<(), Failure> {
     let before = agent.metrics()?;
     let count = |text: &str| metric(text, "kubeproxy_sync_proxy_rules_duration_seconds_count");
     let sum = |text: &str| metric(text, "kubeproxy_sync_proxy_rules_duration_seconds_sum");
-    let text = cluster(true);
-    let changed = service(CHANGED, true);
+    let text = cluster(services, true);
+    let changed = service(services / 2, true);
     let vs = SocketAddr::new(IpAddr::V4(changed.cluster_ip), 80);
     let new = SocketAddr::new(IpAddr::V4(changed.endpoints[0]), POD_PORT);
     write_atomically(file, &text)?;
