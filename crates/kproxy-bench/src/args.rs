@@ -22,6 +22,10 @@ pub struct Cli {
     /// Give up on programming a case after this many seconds (reported, not waited for).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub sync_timeout: u64,
+    /// One more agent flag, after the lab's (repeatable), e.g.
+    /// `--agent-arg=--iptables-restore-timeout=600s`; the default is the agent's defaults.
+    #[arg(long = "agent-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub agent_args: Vec<String>,
     /// Print the report as JSON (the table goes to standard error).
     #[arg(long)]
     pub json: bool,
@@ -62,5 +66,11 @@ mod tests {
         assert_eq!(cli.services, [50, 100]);
         assert_eq!(cli.modes, [ProxyMode::IptablesLegacy, ProxyMode::Nftables]);
         assert!(parse_mode("ipvs").is_err());
+        let cli = Cli::parse_from([
+            "kproxy-bench",
+            "--agent-arg",
+            "--iptables-restore-timeout=600s",
+        ]);
+        assert_eq!(cli.agent_args, ["--iptables-restore-timeout=600s"]);
     }
 }

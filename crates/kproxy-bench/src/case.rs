@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub const BACKENDS: u8 = 2;
 
 /// What to run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CaseSpec {
     /// Services programmed, the measured one included.
     pub services: u32,
@@ -27,6 +27,8 @@ pub struct CaseSpec {
     pub connections: usize,
     /// The cap on programming.
     pub sync_cap: Duration,
+    /// More agent flags.
+    pub agent_args: Vec<String>,
 }
 
 /// Figures measured with the cluster programmed.
@@ -81,7 +83,7 @@ pub fn run_case(binary: &AgentBinary, spec: &CaseSpec) -> Result<CaseReport, Ben
     let options = AgentOptions {
         mode: spec.mode,
         source: ClusterSource::File(file),
-        extra_args: Vec::new(),
+        extra_args: spec.agent_args.clone(),
     };
     let started = Instant::now();
     let mut agent = lab.start_agent(binary, &options)?;

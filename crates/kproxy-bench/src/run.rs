@@ -27,6 +27,7 @@ pub fn run(cli: &Cli, binary: &AgentBinary, command: String) -> Result<Report, B
                 mode,
                 connections: cli.connections,
                 sync_cap: Duration::from_secs(cli.sync_timeout),
+                agent_args: cli.agent_args.clone(),
             };
             eprintln!("kproxy-bench: {services} services, {mode} ...");
             match run_case(binary, &spec) {

@@ -67,6 +67,7 @@ fn fifty_services_in_both_modes_are_measured_through_the_cluster_ip() {
             mode,
             connections: 200,
             sync_cap: Duration::from_secs(20),
+            agent_args: Vec::new(),
         };
         let report = run_case(&binary, &spec).unwrap_or_else(|e| panic!("[{mode}] {e}"));
         assert_measured(&report, placement);
