@@ -18,6 +18,10 @@ use std::time::Instant;
 pub struct SyncPlan {
     /// The restore input: a `*filter` and a `*nat` section.
     pub restore: String,
+    /// Restores to apply, in order, before `restore` (only on large full syncs with
+    /// `max_services_per_restore`): each creates and fills the chains of some service
+    /// ports, which nothing references until `restore` itself installs the dispatch rules.
+    pub chunks: Vec<String>,
     /// Whether this is a full sync (every chain written).
     pub full: bool,
     /// nat `-A` lines written by this sync.
@@ -158,6 +162,12 @@ impl IptablesProxier {
             self.cache.remove(name);
         }
         self.render_changed(snapshot, changed, full, large_cluster);
+        let chunk_size = self
+            .settings
+            .max_services_per_restore
+            .filter(|n| full && *n > 0 && snapshot.len() > *n);
+        let mut chunk = Sections::default();
+        let mut in_chunk = 0;
         let mut skipped_rules = 0;
         for (name, _) in snapshot.entries() {
             let service_changed = changed.contains(&name.service);
@@ -170,10 +180,16 @@ impl IptablesProxier {
             plan.no_local_internal += usize::from(rules.no_local_internal);
             plan.no_local_external += usize::from(rules.no_local_external);
             if full || service_changed {
+                let target = if chunk_size.is_some() { &mut chunk } else { &mut sections };
                 for chain in &rules.chains {
-                    sections.declare_nat(chain);
+                    target.declare_nat(chain);
                 }
-                sections.chain_rules.push_str(&rules.chain_rules);
+                target.chain_rules.push_str(&rules.chain_rules);
+                in_chunk += 1;
+                if chunk_size.is_some_and(|n| in_chunk >= n) {
+                    plan.chunks.push(chunk.nat_only());
+                    in_chunk = 0;
+                }
                 plan.nat_rules_written += rules.chain_rule_count;
                 if let Some(old) = self.kernel.get(name) {
                     if !Arc::ptr_eq(old, &rules) {
@@ -189,6 +205,9 @@ impl IptablesProxier {
             } else {
                 skipped_rules += rules.chain_rule_count;
             }
+        }
+        if in_chunk > 0 {
+            plan.chunks.push(chunk.nat_only());
         }
         let cleanup = !large_cluster
             || self
@@ -312,6 +331,7 @@ impl IptablesProxier {
         restore.push_str("COMMIT\n");
         let plan = SyncPlan {
             restore,
+            chunks: Vec::new(),
             full: false,
             nat_rules_written: written_rules,
             nat_rules_total: pending.nat_rules_total,
@@ -535,6 +555,18 @@ impl Sections {
 
     fn declare_nat(&mut self, chain: &str) {
         push_chain_line(&mut self.nat_chains, chain);
+    }
+
+    /// A nat-only restore of the chains collected so far; empties the buffers.
+    fn nat_only(&mut self) -> String {
+        let mut out = String::with_capacity(self.nat_chains.len() + self.chain_rules.len() + 16);
+        out.push_str("*nat\n");
+        out.push_str(&self.nat_chains);
+        out.push_str(&self.chain_rules);
+        out.push_str("COMMIT\n");
+        self.nat_chains.clear();
+        self.chain_rules.clear();
+        out
     }
 
     fn finish(&mut self, settings: &IptablesSettings, deleted: &[String]) -> String {

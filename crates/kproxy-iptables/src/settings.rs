@@ -90,6 +90,11 @@ pub struct IptablesSettings {
     /// same rules; the restore input is no longer upstream's. The agent turns this on;
     /// conformance runs without it.
     pub incremental_dispatch: bool,
+    /// On full syncs, send the per-service chains in restores of at most this many
+    /// service ports ahead of the main restore (see `SyncPlan::chunks`). iptables-nft's
+    /// `--noflush` restore costs the square of its size, so one 10,000-service restore
+    /// never finishes while forty of 250 take seconds. `None` keeps one restore.
+    pub max_services_per_restore: Option<usize>,
 }
 
 impl IptablesSettings {
@@ -113,6 +118,7 @@ impl IptablesSettings {
             sync_period: Duration::from_secs(30),
             full_sync_period: Duration::from_secs(3600),
             incremental_dispatch: false,
+            max_services_per_restore: None,
         }
     }
 

@@ -116,7 +116,18 @@ fn settings(incremental: bool) -> IptablesSettings {
     let mut s = IptablesSettings::new(IpFamily::V4, "node-0");
     s.local_detector = LocalDetector::Cidrs(vec!["10.244.0.0/16".parse().expect("cidr")]);
     s.incremental_dispatch = incremental;
+    if incremental {
+        s.max_services_per_restore = Some(2);
+    }
     s
+}
+
+/// Applies a plan's chunks, then its main restore.
+fn apply(kernel: &mut FakeKernel, plan: &kproxy_iptables::SyncPlan) -> Result<(), String> {
+    for chunk in &plan.chunks {
+        kernel.restore(chunk).map_err(|e| format!("chunk: {e}"))?;
+    }
+    kernel.restore(&plan.restore).map_err(|e| e.to_string())
 }
 
 /// The kernel's chains, dispatch chains as sorted sets (their order carries no meaning).
@@ -170,8 +181,11 @@ proptest! {
             store.apply(event(change));
             let changed = store.take_changes().services;
             snapshot.refresh(&store, &changed, &mut warnings);
+            if step % 5 == 4 {
+                proxier.force_full_sync();
+            }
             let plan = proxier.sync(&snapshot, &changed, Instant::now());
-            let applied = kernel.restore(&plan.restore);
+            let applied = apply(&mut kernel, &plan);
             prop_assert!(applied.is_ok(), "step {step} {change:?}: {applied:?}\n{}", plan.restore);
             proxier.applied(true);
             prop_assert_eq!(normalized(&kernel), normalized(&full_sync_kernel(&store)), "after step {} {:?}", step, change);

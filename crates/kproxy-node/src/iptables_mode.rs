@@ -181,12 +181,19 @@ pub struct IptablesFamilyKernel {
     pub kernel: Box<dyn IptablesKernel>,
     /// Whether its iptables supports `MASQUERADE --random-fully` (1.6.2 and later).
     pub random_fully: bool,
+    /// Send large full syncs in several restores (the nft backend: its `--noflush`
+    /// restore costs the square of its size).
+    pub chunked_full_syncs: bool,
 }
+
+/// Service ports per restore when full syncs are chunked.
+const SERVICES_PER_RESTORE: usize = 250;
 
 struct FamilyState {
     family: IpFamily,
     kernel: Box<dyn IptablesKernel>,
     random_fully: bool,
+    chunked_full_syncs: bool,
     proxier: IptablesProxier,
     synced_once: bool,
     written: WrittenChains,
@@ -208,14 +215,15 @@ impl IptablesMode {
     ) -> Result<Self, KernelError> {
         let mut families = Vec::new();
         for mut entry in kernels {
-            let proxier = new_proxier(
-                settings.for_family(entry.family, node, entry.random_fully),
-                entry.kernel.as_mut(),
-            )?;
+            let mut family_settings = settings.for_family(entry.family, node, entry.random_fully);
+            family_settings.max_services_per_restore =
+                entry.chunked_full_syncs.then_some(SERVICES_PER_RESTORE);
+            let proxier = new_proxier(family_settings, entry.kernel.as_mut())?;
             families.push(FamilyState {
                 family: entry.family,
                 kernel: entry.kernel,
                 random_fully: entry.random_fully,
+                chunked_full_syncs: entry.chunked_full_syncs,
                 proxier,
                 synced_once: false,
                 written: WrittenChains::default(),
@@ -302,12 +310,21 @@ impl FamilyState {
         if plan.full {
             result = ensure_jumps(self.kernel.as_mut(), self.proxier.settings());
         }
+        for (index, chunk) in plan.chunks.iter().enumerate() {
+            if result.is_err() {
+                break;
+            }
+            result = self.kernel.restore(chunk);
+            if result.is_ok() {
+                self.written.applied(chunk, plan.full && index == 0);
+            }
+        }
         if result.is_ok() {
             result = self.kernel.restore(&plan.restore);
         }
         report.ok = result.is_ok();
         if report.ok {
-            self.written.applied(&plan.restore, plan.full);
+            self.written.applied(&plan.restore, plan.full && plan.chunks.is_empty());
         }
         report.partial_failed = !plan.full && !report.ok;
         report.error = result.err().map(|e| e.to_string());
@@ -384,9 +401,11 @@ impl ProxyMode for IptablesMode {
 
     fn node_changed(&mut self, node: &NodeFacts) {
         for state in &mut self.families {
-            let settings = self
+            let mut settings = self
                 .settings
                 .for_family(state.family, Some(node), state.random_fully);
+            settings.max_services_per_restore =
+                state.chunked_full_syncs.then_some(SERVICES_PER_RESTORE);
             if settings == *state.proxier.settings() {
                 state.proxier.invalidate();
                 continue;

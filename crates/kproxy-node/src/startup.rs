@@ -92,6 +92,7 @@ fn usable_iptables(
     Ok(IptablesFamilyKernel {
         family,
         random_fully: supports_random_fully(&version),
+        chunked_full_syncs: backend == Backend::Nft,
         kernel: Box::new(exec),
     })
 }

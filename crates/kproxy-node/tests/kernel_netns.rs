@@ -40,6 +40,7 @@ fn mode(backend: Backend) -> IptablesMode {
                 Duration::from_secs(30),
             )),
             random_fully: true,
+            chunked_full_syncs: backend == Backend::Nft,
         })
         .collect();
     let settings = IptablesModeSettings {

@@ -46,6 +46,7 @@ fn harness() -> Harness {
             family: IpFamily::V4,
             kernel: Box::new(kernel.clone()),
             random_fully: true,
+            chunked_full_syncs: false,
         }],
         None,
     )
