@@ -123,9 +123,10 @@ pub fn free_port() -> u16 {
         .expect("ephemeral port")
 }
 
-/// Polls `check` every 100 ms for up to 30 s.
+/// Polls `check` every 100 ms for up to 90 s (generous: CI machines are slow and other
+/// tests may hold the xtables lock for a while).
 pub async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
     while !check() {
         assert!(
             std::time::Instant::now() < deadline,
@@ -137,7 +138,7 @@ pub async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 
 /// Waits until `/metrics` has this line (the sync that wrote the kernel has finished).
 pub async fn wait_for_metric(addr: SocketAddr, line: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
         let body = tokio::task::spawn_blocking(move || try_http(addr, "GET", "/metrics"))
             .await
