@@ -21,6 +21,8 @@ pub struct Service {
     pub client_ip_affinity: bool,
     /// The ready endpoints' addresses.
     pub endpoints: Vec<Ipv4Addr>,
+    /// The endpoints run on another node (else on this one).
+    pub endpoints_elsewhere: bool,
 }
 
 impl Service {
@@ -32,6 +34,7 @@ impl Service {
             node_port: None,
             client_ip_affinity: false,
             endpoints: endpoints.to_vec(),
+            endpoints_elsewhere: false,
         }
     }
 
@@ -67,6 +70,11 @@ impl Service {
             out.push_str(" []");
         }
         out.push('\n');
+        let node = if self.endpoints_elsewhere {
+            "another-node"
+        } else {
+            node
+        };
         for ip in &self.endpoints {
             let _ = writeln!(
                 out,

@@ -27,7 +27,12 @@ fn service(i: u32, changed: bool) -> Service {
             Ipv4Addr::new(10, 200 + e as u8, hi, lo)
         })
         .collect::<Vec<_>>();
-    Service::cluster_ip(&format!("s{i}"), Ipv4Addr::new(10, 100, hi, lo), &endpoints)
+    // On other nodes, as in a real cluster: 100,000 local endpoints would overflow
+    // KUBE-LOOP-BACK (65,536 entries at most, as upstream's).
+    Service {
+        endpoints_elsewhere: true,
+        ..Service::cluster_ip(&format!("s{i}"), Ipv4Addr::new(10, 100, hi, lo), &endpoints)
+    }
 }
 
 /// The cluster of `services` Services; with `change_one`, the middle one has one endpoint
