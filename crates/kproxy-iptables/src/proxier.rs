@@ -180,7 +180,11 @@ impl IptablesProxier {
             plan.no_local_internal += usize::from(rules.no_local_internal);
             plan.no_local_external += usize::from(rules.no_local_external);
             if full || service_changed {
-                let target = if chunk_size.is_some() { &mut chunk } else { &mut sections };
+                let target = if chunk_size.is_some() {
+                    &mut chunk
+                } else {
+                    &mut sections
+                };
                 for chain in &rules.chains {
                     target.declare_nat(chain);
                 }

@@ -324,7 +324,8 @@ impl FamilyState {
         }
         report.ok = result.is_ok();
         if report.ok {
-            self.written.applied(&plan.restore, plan.full && plan.chunks.is_empty());
+            self.written
+                .applied(&plan.restore, plan.full && plan.chunks.is_empty());
         }
         report.partial_failed = !plan.full && !report.ok;
         report.error = result.err().map(|e| e.to_string());
@@ -401,9 +402,9 @@ impl ProxyMode for IptablesMode {
 
     fn node_changed(&mut self, node: &NodeFacts) {
         for state in &mut self.families {
-            let mut settings = self
-                .settings
-                .for_family(state.family, Some(node), state.random_fully);
+            let mut settings =
+                self.settings
+                    .for_family(state.family, Some(node), state.random_fully);
             settings.max_services_per_restore =
                 state.chunked_full_syncs.then_some(SERVICES_PER_RESTORE);
             if settings == *state.proxier.settings() {
