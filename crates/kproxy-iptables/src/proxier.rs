@@ -191,7 +191,8 @@ impl IptablesProxier {
                 target.chain_rules.push_str(&rules.chain_rules);
                 in_chunk += 1;
                 if chunk_size.is_some_and(|n| in_chunk >= n) {
-                    plan.chunks.push(chunk.nat_only());
+                    plan.chunks
+                        .push(chunk.nat_only(&self.settings.masquerade_mark));
                     in_chunk = 0;
                 }
                 plan.nat_rules_written += rules.chain_rule_count;
@@ -211,7 +212,8 @@ impl IptablesProxier {
             }
         }
         if in_chunk > 0 {
-            plan.chunks.push(chunk.nat_only());
+            plan.chunks
+                .push(chunk.nat_only(&self.settings.masquerade_mark));
         }
         let cleanup = !large_cluster
             || self
@@ -561,11 +563,18 @@ impl Sections {
         push_chain_line(&mut self.nat_chains, chain);
     }
 
-    /// A nat-only restore of the chains collected so far; empties the buffers.
-    fn nat_only(&mut self) -> String {
-        let mut out = String::with_capacity(self.nat_chains.len() + self.chain_rules.len() + 16);
+    /// A nat-only restore of the chains collected so far; empties the buffers. It also
+    /// (re)writes `KUBE-MARK-MASQ`, which the endpoint chains jump to: on the first sync it
+    /// does not exist yet, and flushing and refilling it in one commit never leaves it
+    /// empty for a packet to see.
+    fn nat_only(&mut self, mark: &str) -> String {
+        let mut out = String::with_capacity(self.nat_chains.len() + self.chain_rules.len() + 96);
         out.push_str("*nat\n");
+        push_chain_line(&mut out, "KUBE-MARK-MASQ");
         out.push_str(&self.nat_chains);
+        RuleLine::append(&mut out, "KUBE-MARK-MASQ")
+            .raw(&format!("-j MARK --or-mark {mark}"))
+            .end();
         out.push_str(&self.chain_rules);
         out.push_str("COMMIT\n");
         self.nat_chains.clear();

@@ -117,7 +117,7 @@ fn settings(incremental: bool) -> IptablesSettings {
     s.local_detector = LocalDetector::Cidrs(vec!["10.244.0.0/16".parse().expect("cidr")]);
     s.incremental_dispatch = incremental;
     if incremental {
-        s.max_services_per_restore = Some(2);
+        s.max_services_per_restore = Some(1);
     }
     s
 }
@@ -172,6 +172,10 @@ proptest! {
     #[test]
     fn incremental_syncs_equal_a_full_sync(changes in proptest::collection::vec(change(), 1..25)) {
         let mut store = ClusterStore::new();
+        for n in 0..3 {
+            store.apply(event(&Change::Service(n, 1)));
+            store.apply(event(&Change::Endpoints(n, vec![(0, true, false)])));
+        }
         let mut warnings = Vec::new();
         let mut snapshot = Snapshot::new(IpFamily::V4, "node-0");
         let mut proxier = IptablesProxier::new(settings(true));
