@@ -14,6 +14,6 @@ pub mod service;
 pub mod settings;
 
 pub use chain_name::{endpoint_chain, hash16, is_service_chain, ServiceChains};
-pub use jumps::{jump_rules, JumpRule};
+pub use jumps::{is_builtin_chain, is_verdict, jump_rules, JumpRule, LOCALNET_GUARD_CHAIN};
 pub use proxier::{IptablesProxier, SyncPlan};
 pub use settings::{mark_for_bit, IptablesSettings, LocalDetector};

@@ -9,7 +9,7 @@
 use crate::kernel::nft::ExecNft;
 use crate::kernel::{Backend, ExecIptables, IptablesTools, RestoreTool, SaveTool};
 use crate::logging;
-use kproxy_iptables::is_service_chain;
+use kproxy_iptables::{is_service_chain, LOCALNET_GUARD_CHAIN};
 use kproxy_model::IpFamily;
 use kproxy_nftables::{delete_tables, NftRunner};
 use std::collections::BTreeSet;
@@ -19,11 +19,11 @@ use std::time::Duration;
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Tables cleaned.
-pub const TABLES: [&str; 3] = ["nat", "filter", "mangle"];
+pub const TABLES: [&str; 4] = ["nat", "filter", "mangle", "raw"];
 
 const BUILTIN_CHAINS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
 
-/// Whether kube-proxy's iptables mode owns this chain of this table.
+/// Whether kube-proxy's (or kproxy's) iptables mode owns this chain of this table.
 pub fn is_proxy_chain(table: &str, chain: &str) -> bool {
     let fixed: &[&str] = match table {
         "nat" => &[
@@ -43,6 +43,7 @@ pub fn is_proxy_chain(table: &str, chain: &str) -> bool {
             "KUBE-PROXY-CANARY",
         ],
         "mangle" => &["KUBE-PROXY-CANARY"],
+        "raw" => &[LOCALNET_GUARD_CHAIN],
         _ => &[],
     };
     fixed.contains(&chain)
@@ -242,6 +243,27 @@ COMMIT
 -X KUBE-SEP-DEF
 -X KUBE-SERVICES
 -X KUBE-SVC-ABC
+COMMIT
+"
+        );
+    }
+
+    #[test]
+    fn removes_the_localnet_guard() {
+        let saved = "*raw
+:PREROUTING ACCEPT [0:0]
+:KPROXY-LOCALNET - [0:0]
+-A PREROUTING -m comment --comment \"kproxy localnet guard\" -j KPROXY-LOCALNET
+-A KPROXY-LOCALNET -d 127.0.0.0/8 ! -i lo -j DROP
+COMMIT
+";
+        let transaction = cleanup_transaction("raw", saved).expect("work to do");
+        assert_eq!(
+            transaction,
+            "*raw
+:KPROXY-LOCALNET - [0:0]
+-D PREROUTING -m comment --comment \"kproxy localnet guard\" -j KPROXY-LOCALNET
+-X KPROXY-LOCALNET
 COMMIT
 "
         );

@@ -9,7 +9,10 @@ use crate::config::{AgentConfig, DetectLocal, NodePortAddresses};
 use crate::kernel::{IptablesKernel, KernelError};
 use crate::mode::{FamilySync, ProxyMode, SyncInput, TableRules};
 use ipnet::IpNet;
-use kproxy_iptables::{jump_rules, mark_for_bit, IptablesProxier, IptablesSettings, LocalDetector};
+use kproxy_iptables::{
+    is_builtin_chain, is_verdict, jump_rules, mark_for_bit, IptablesProxier, IptablesSettings,
+    LocalDetector,
+};
 use kproxy_model::{IpFamily, NamespacedName, NodeFacts, Snapshot};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -269,13 +272,27 @@ fn ensure_jumps(
         .iter()
         .rev()
     {
-        kernel.ensure_chain(jump.table, jump.target)?;
+        if !is_builtin_chain(jump.chain) {
+            kernel.ensure_chain(jump.table, jump.chain)?;
+        }
+        if !is_verdict(jump.target) {
+            kernel.ensure_chain(jump.table, jump.target)?;
+        }
         let args = jump_args(jump);
         if !kernel.has_rule(jump.table, jump.chain, &args)? {
             kernel.insert_rule(jump.table, jump.chain, &args)?;
         }
     }
     Ok(())
+}
+
+/// A check the kernel tools could not answer (the xtables lock held too long by another
+/// program, say) is not damage: it is logged and tried again at the next check, instead of
+/// starting a full sync that would need the same lock for much longer.
+fn unchecked(family: IpFamily, what: &str, error: &KernelError) {
+    crate::logging::warn(format!(
+        "{family:?}: could not check {what}: {error}; checking again next period"
+    ));
 }
 
 fn jump_args(jump: &kproxy_iptables::JumpRule) -> Vec<String> {
@@ -343,7 +360,7 @@ impl FamilyState {
         let mut note = |result: Result<bool, KernelError>, what: String| match result {
             Ok(true) => {}
             Ok(false) => problems.push(format!("{family:?}: {what}")),
-            Err(e) => problems.push(format!("{family:?}: checking {what}: {e}")),
+            Err(e) => unchecked(family, &what, &e),
         };
         for table in CANARY_TABLES {
             let exists = self
@@ -382,7 +399,7 @@ impl FamilyState {
                     .into_iter()
                     .map(|damage| format!("{family:?}: {damage}")),
             ),
-            Err(e) => problems.push(format!("{family:?}: reading the nat table: {e}")),
+            Err(e) => unchecked(family, "the nat table", &e),
         }
         if !problems.is_empty() {
             self.proxier.force_full_sync();

@@ -105,6 +105,8 @@ fn run_backend(backend: Backend) {
         "-d 10.96.0.20/32 -p tcp -m comment --comment \"default/web:http cluster IP\" -m tcp --dport 80 -j KUBE-SVC-",
         "-j DNAT --to-destination 10.244.1.5:8080",
         "--dport 30053",
+        "-A PREROUTING -m comment --comment \"kproxy localnet guard\" -j KPROXY-LOCALNET",
+        "-A KPROXY-LOCALNET -d 127.0.0.0/8 ! -i lo",
     ] {
         assert!(v4.contains(needle), "missing {needle:?} in\n{v4}");
     }
@@ -147,6 +149,10 @@ fn run_backend(backend: Backend) {
     for family in ["iptables", "ip6tables"] {
         let after = save(backend, family);
         assert!(!after.contains("KUBE-"), "{family} after cleanup:\n{after}");
+        assert!(
+            !after.contains("KPROXY-"),
+            "{family} after cleanup:\n{after}"
+        );
     }
 }
 

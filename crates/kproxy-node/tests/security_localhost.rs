@@ -3,7 +3,9 @@
 //! what listens on the node's 127.0.0.1, while the node itself uses NodePorts on
 //! 127.0.0.1. The neighbour (the lab's outside namespace) puts hand-made frames addressed
 //! to 127.0.0.1 on the wire; the same frame is delivered before kproxy runs (so the test
-//! can see the hole) and dropped once it does. Prints (`MEASURED`) what happened to each.
+//! can see the hole) and dropped once it does, also when it is addressed to a NodePort on
+//! 127.0.0.1 (kproxy's raw-table localnet guard; upstream's rules would DNAT it to a pod).
+//! Prints (`MEASURED`) what happened to each.
 
 mod fault_support;
 
@@ -108,11 +110,8 @@ fn a_neighbour_cannot_reach_the_node_loopback_but_the_node_uses_localhost_node_p
         !after,
         "a neighbour reached 127.0.0.1:{LOCAL_PORT} on the node"
     );
-    let dropped = drop_counter(&lab.node);
-    assert!(
-        dropped >= 1,
-        "the localnet DROP rule did not count the frame"
-    );
+    let dropped = guard_counter(&lab.node);
+    assert!(dropped >= 1, "the localnet guard did not count the frame");
 
     let localhost = "127.0.0.1:30080".parse().expect("addr");
     let own = tcp_probe(&lab.node, Probe::to(localhost)).expect("probe");
@@ -121,41 +120,69 @@ fn a_neighbour_cannot_reach_the_node_loopback_but_the_node_uses_localhost_node_p
         "the node's own localhost NodePort: {own}"
     );
 
-    let conntrack_before = localnet_flows(&lab.node);
     frame(30080).send(&lab.outside, "eth0", b"nodeport\n");
     std::thread::sleep(Duration::from_millis(300));
-    let node_port_flows = localnet_flows(&lab.node).saturating_sub(conntrack_before);
+    let node_port_flows = localnet_flows(&lab.node);
+    let dropped_total = guard_counter(&lab.node);
+    assert_eq!(
+        node_port_flows, 0,
+        "a neighbour's frame to 127.0.0.1:30080 was NATed"
+    );
+    assert!(
+        dropped_total > dropped,
+        "the localnet guard did not count the frame to the NodePort"
+    );
     report(
         TEST,
         format!(
             "neighbour frame to 127.0.0.1:{LOCAL_PORT}: delivered without kproxy ({before}), \
-             dropped with kproxy (DROP rule counted {dropped}); node -> 127.0.0.1:30080: {own}; \
-             neighbour frame to 127.0.0.1:30080 (UDP NodePort): {node_port_flows} flows DNATed"
+             dropped with kproxy (guard counted {dropped}); node -> 127.0.0.1:30080: {own}; \
+             neighbour frame to 127.0.0.1:30080 (UDP NodePort): dropped (guard counted \
+             {dropped_total} in all, {node_port_flows} conntrack flows)"
         ),
     );
 }
 
-/// Packets counted by the "block incoming localnet connections" rule.
-fn drop_counter(node: &kproxy_lab::Netns) -> u64 {
-    let listing = node
-        .exec(
-            "iptables-nft",
-            &["-t", "filter", "-L", "KUBE-FIREWALL", "-v", "-x", "-n"],
-        )
-        .expect("iptables -L");
+/// Packets counted by kproxy's localnet guard in the raw table. iptables-nft now and then
+/// calls a chain "incompatible" when it reads while another iptables-nft process writes
+/// (the agent's periodic check), so a failed read is retried.
+fn guard_counter(node: &kproxy_lab::Netns) -> u64 {
+    let args = ["-t", "raw", "-L", "KPROXY-LOCALNET", "-v", "-x", "-n"];
+    let mut listing = node.exec("iptables-nft", &args);
+    for _ in 0..5 {
+        if listing.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        listing = node.exec("iptables-nft", &args);
+    }
+    let listing = listing.unwrap_or_else(|e| {
+        let nft = node.exec("nft", &["list", "table", "ip", "raw"]);
+        panic!("iptables -L: {e}\nnft: {nft:?}")
+    });
     listing
         .lines()
-        .find(|l| l.contains("block incoming localnet connections"))
+        .find(|l| l.contains("CVE-2020-8558"))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no localnet rule in\n{listing}"))
+        .unwrap_or_else(|| panic!("no localnet guard rule in\n{listing}"))
 }
 
-/// Conntrack flows whose original destination is 127.0.0.1 and that arrived from outside.
+/// Conntrack flows to 127.0.0.1:30080 that arrived from outside.
 fn localnet_flows(node: &kproxy_lab::Netns) -> usize {
     node.exec(
         "conntrack",
-        &["-L", "-p", "udp", "-d", "127.0.0.1", "-s", "192.168.50.100"],
+        &[
+            "-L",
+            "-p",
+            "udp",
+            "-d",
+            "127.0.0.1",
+            "-s",
+            "192.168.50.100",
+            "--dport",
+            "30080",
+        ],
     )
     .unwrap_or_default()
     .lines()

@@ -229,3 +229,26 @@ fn a_flushed_nat_table_is_detected_and_repaired() {
     assert_eq!(sorted(&repaired), sorted(&good));
     assert!(h.sync_loop.check_kernel().is_empty());
 }
+
+#[test]
+fn a_check_the_lock_prevents_is_not_damage() {
+    let mut h = harness();
+    h.load(&cluster(free_port()).replace("healthCheckNodePort", "x-unused"));
+    h.sync_loop.handle(AgentEvent::InitialSyncDone);
+    h.sync_loop.sync(Instant::now());
+    let restores = h.kernel.state().restores.len();
+
+    h.kernel.state().fail_next_checks = 1000;
+    assert!(
+        h.sync_loop.check_kernel().is_empty(),
+        "a lock timeout is reported as damage"
+    );
+    h.kernel.state().fail_next_checks = 0;
+    h.sync_loop.sync(Instant::now());
+    let restores: Vec<String> = h.kernel.state().restores[restores..].to_vec();
+    assert_eq!(
+        h.shared.metrics.values().full_sync_duration.count(),
+        1,
+        "a lock timeout started a full sync: {restores:?}"
+    );
+}

@@ -1,6 +1,6 @@
 //! A fake iptables for tests: the three tool traits over kproxy-iptables' in-memory
 //! [`FakeKernel`], shared so a test can look at (and tamper with) the kernel while the
-//! agent owns its handle, with failure injection for restores.
+//! agent owns its handle, with failure injection for restores and checks.
 
 use super::exec::KernelError;
 use super::iptables::{RestoreTool, RuleTool, SaveTool};
@@ -16,6 +16,9 @@ pub struct FakeIptablesState {
     pub restores: Vec<String>,
     /// How many of the next restores fail.
     pub fail_next_restores: usize,
+    /// How many of the next rule checks and chain listings fail (as when another program
+    /// holds the xtables lock past the wait).
+    pub fail_next_checks: usize,
 }
 
 /// A handle on a shared fake kernel.
@@ -35,6 +38,21 @@ impl FakeIptables {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn injected_check_failure(&self) -> Result<(), KernelError> {
+        let mut state = self.state();
+        if state.fail_next_checks == 0 {
+            return Ok(());
+        }
+        state.fail_next_checks -= 1;
+        Err(KernelError::Failed {
+            program: "fake-iptables".into(),
+            args: "-w 5 -S".into(),
+            status: "exit 4".into(),
+            stderr: "Another app is currently holding the xtables lock. Stopped waiting after 5s."
+                .into(),
+        })
     }
 
     fn refused(message: String) -> KernelError {
@@ -139,6 +157,7 @@ impl RuleTool for FakeIptables {
     }
 
     fn has_rule(&mut self, table: &str, chain: &str, rule: &[String]) -> Result<bool, KernelError> {
+        self.injected_check_failure()?;
         let text = format!("-A {chain} {}", join_rule_args(rule));
         Ok(self
             .state()
@@ -159,6 +178,7 @@ impl RuleTool for FakeIptables {
     }
 
     fn list_chain(&mut self, table: &str, chain: &str) -> Result<Option<Vec<String>>, KernelError> {
+        self.injected_check_failure()?;
         let state = self.state();
         Ok(state.kernel.chain_rules(table, chain).map(|rules| {
             std::iter::once(format!("-N {chain}"))
