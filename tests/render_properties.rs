@@ -141,6 +141,7 @@ fn render(services: &[ServiceCase], ipv6: bool) -> String {
     proxier
         .sync(&snapshot, &BTreeSet::new(), Instant::now())
         .restore
+        .to_string()
 }
 
 proptest! {

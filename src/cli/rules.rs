@@ -69,7 +69,7 @@ pub fn render(args: &RulesArgs) -> Result<(String, Vec<String>), String> {
     messages.extend(store.unowned_slices().map(|s| {
         format!("EndpointSlice {s}: metadata.labels: no kubernetes.io/service-name label; ignored")
     }));
-    Ok((plan.restore, messages))
+    Ok((plan.restore.to_string(), messages))
 }
 
 fn find_node(objects: &[KubeObject], name: Option<&str>) -> NodeFacts {

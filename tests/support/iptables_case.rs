@@ -22,6 +22,8 @@ pub struct IptablesCase {
     proxier: IptablesProxier,
     pub kernel: FakeKernel,
     pub last: SyncPlan,
+    /// The last sync's restore input as one text.
+    pub last_restore: String,
     pub last_ok: bool,
 }
 
@@ -48,6 +50,7 @@ impl IptablesCase {
             snapshot: Snapshot::new(family, node),
             kernel: FakeKernel::new(),
             last: SyncPlan::default(),
+            last_restore: String::new(),
             last_ok: false,
         })
     }
@@ -67,7 +70,8 @@ impl IptablesCase {
             self.kernel
                 .ensure_jumps(&jump_rules(s.family, s.localhost_node_ports));
         }
-        self.last_ok = self.kernel.restore(&plan.restore).is_ok();
+        self.last_restore = plan.restore.to_string();
+        self.last_ok = self.kernel.restore(&self.last_restore).is_ok();
         self.proxier.applied(self.last_ok);
         self.last = plan;
     }
@@ -177,7 +181,7 @@ pub fn line_diff(expected: &str, got: &str) -> String {
 /// `expected_chains.yaml`: one chain's rules in the last restore input, exact and in order.
 pub fn check_expected_chains(dir: &Path, case: &IptablesCase) -> Result<(), String> {
     let v = read_yaml(&dir.join("expected_chains.yaml"))?;
-    let tables = parse_restore(&case.last.restore).map_err(|e| e.to_string())?;
+    let tables = parse_restore(&case.last_restore).map_err(|e| e.to_string())?;
     for check in v["chains"].as_array().into_iter().flatten() {
         let table = check["table"].as_str().unwrap_or("");
         let chain = check["chain"].as_str().unwrap_or("");

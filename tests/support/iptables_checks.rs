@@ -29,8 +29,8 @@ pub fn check_case(dir: &Path) -> Result<(), String> {
     }
     if dir.join("expected.iptables").exists() && !dir.join("steps.yaml").exists() {
         known = true;
-        compare_restore(dir, "expected.iptables", &case.last.restore, true)?;
-        let nat_lines = nat_rule_lines(&case.last.restore);
+        compare_restore(dir, "expected.iptables", &case.last_restore, true)?;
+        let nat_lines = nat_rule_lines(&case.last_restore);
         if case.last.nat_rules_total != nat_lines {
             return Err(format!(
                 "nat rules total metric {} != {nat_lines} -A lines",
@@ -152,7 +152,7 @@ fn check_steps(dir: &Path) -> Result<(), String> {
 }
 
 fn check_step(dir: &Path, case: &IptablesCase, step: &Value, label: &str) -> Result<(), String> {
-    let restore = &case.last.restore;
+    let restore = &case.last_restore;
     if let Some(file) = step["expected"].as_str() {
         let consistency = step["checkConsistency"].as_bool().unwrap_or(false);
         compare_restore(dir, file, restore, consistency).map_err(|e| format!("{label}: {e}"))?;

@@ -2,6 +2,7 @@
 //! services into `iptables-restore` input, remembering what it believes the kernel holds.
 
 use crate::chain_name::is_service_chain;
+use crate::restore_text::RestoreText;
 use crate::rule::RuleLine;
 use crate::service::{render_service, RenderContext, ServiceRules};
 use crate::settings::{
@@ -17,11 +18,11 @@ use std::time::Instant;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncPlan {
     /// The restore input: a `*filter` and a `*nat` section.
-    pub restore: String,
+    pub restore: RestoreText,
     /// Restores to apply, in order, before `restore` (only on large full syncs with
     /// `max_services_per_restore`): each creates and fills the chains of some service
     /// ports, which nothing references until `restore` itself installs the dispatch rules.
-    pub chunks: Vec<String>,
+    pub chunks: Vec<RestoreText>,
     /// Whether this is a full sync (every chain written).
     pub full: bool,
     /// nat `-A` lines written by this sync.
@@ -188,7 +189,7 @@ impl IptablesProxier {
                 for chain in &rules.chains {
                     target.declare_nat(chain);
                 }
-                target.chain_rules.push_str(&rules.chain_rules);
+                target.chain_rules.push(Arc::clone(&rules));
                 in_chunk += 1;
                 if chunk_size.is_some_and(|n| in_chunk >= n) {
                     plan.chunks
@@ -336,7 +337,7 @@ impl IptablesProxier {
         }
         restore.push_str("COMMIT\n");
         let plan = SyncPlan {
-            restore,
+            restore: RestoreText::from(restore),
             chunks: Vec::new(),
             full: false,
             nat_rules_written: written_rules,
@@ -537,13 +538,14 @@ fn port_range_start(service: &NamespacedName) -> ServicePortName {
     }
 }
 
-/// The four buffers of a restore input, assembled in upstream's order.
+/// The four parts of a restore input, assembled in upstream's order; the chain rules stay
+/// shared with the render cache.
 #[derive(Default)]
 struct Sections {
     filter_rules: String,
     nat_chains: String,
     nat_rules: String,
-    chain_rules: String,
+    chain_rules: Vec<Arc<ServiceRules>>,
     fixed_nat_rules: usize,
     filter_rule_count: usize,
 }
@@ -552,7 +554,6 @@ impl Sections {
     fn with_capacity(bytes: usize) -> Self {
         Sections {
             nat_rules: String::with_capacity(bytes / 8),
-            chain_rules: String::with_capacity(bytes),
             filter_rules: String::with_capacity(bytes / 16),
             nat_chains: String::with_capacity(bytes / 8),
             ..Sections::default()
@@ -567,25 +568,27 @@ impl Sections {
     /// (re)writes `KUBE-MARK-MASQ`, which the endpoint chains jump to: on the first sync it
     /// does not exist yet, and flushing and refilling it in one commit never leaves it
     /// empty for a packet to see.
-    fn nat_only(&mut self, mark: &str) -> String {
-        let mut out = String::with_capacity(self.nat_chains.len() + self.chain_rules.len() + 96);
-        out.push_str("*nat\n");
-        push_chain_line(&mut out, "KUBE-MARK-MASQ");
-        out.push_str(&self.nat_chains);
-        RuleLine::append(&mut out, "KUBE-MARK-MASQ")
+    fn nat_only(&mut self, mark: &str) -> RestoreText {
+        let mut head = String::with_capacity(self.nat_chains.len() + 96);
+        head.push_str("*nat\n");
+        push_chain_line(&mut head, "KUBE-MARK-MASQ");
+        head.push_str(&self.nat_chains);
+        RuleLine::append(&mut head, "KUBE-MARK-MASQ")
             .raw(&format!("-j MARK --or-mark {mark}"))
             .end();
-        out.push_str(&self.chain_rules);
-        out.push_str("COMMIT\n");
+        let mut out = RestoreText::from(head);
+        for rules in self.chain_rules.drain(..) {
+            out.push_chain_rules(&rules);
+        }
+        out.push_text("COMMIT\n".to_string());
         self.nat_chains.clear();
-        self.chain_rules.clear();
         out
     }
 
-    fn finish(&mut self, settings: &IptablesSettings, deleted: &[String]) -> String {
+    fn finish(&mut self, settings: &IptablesSettings, deleted: &[String]) -> RestoreText {
         let mark = &settings.masquerade_mark;
         let mut out = String::with_capacity(
-            self.filter_rules.len() + self.nat_rules.len() + self.chain_rules.len() + 4096,
+            self.filter_rules.len() + self.nat_chains.len() + self.nat_rules.len() + 4096,
         );
         out.push_str("*filter\n");
         for chain in [
@@ -667,18 +670,23 @@ impl Sections {
             .end();
         out.push_str(&fixed);
         out.push_str(&self.nat_rules);
-        out.push_str(&self.chain_rules);
+        let mut restore = RestoreText::from(out);
+        for rules in self.chain_rules.drain(..) {
+            restore.push_chain_rules(&rules);
+        }
+        let mut tail = String::new();
         for chain in deleted {
-            out.push_str("-X ");
-            out.push_str(chain);
-            out.push('\n');
+            tail.push_str("-X ");
+            tail.push_str(chain);
+            tail.push('\n');
         }
         let mut last = String::new();
         node_ports_jumps(settings, &mut last);
-        out.push_str(&last);
-        out.push_str("COMMIT\n");
+        tail.push_str(&last);
+        tail.push_str("COMMIT\n");
+        restore.push_text(tail);
         self.fixed_nat_rules = fixed.matches('\n').count() + last.matches('\n').count();
-        out
+        restore
     }
 }
 

@@ -125,9 +125,13 @@ fn settings(incremental: bool) -> IptablesSettings {
 /// Applies a plan's chunks, then its main restore.
 fn apply(kernel: &mut FakeKernel, plan: &kproxy_iptables::SyncPlan) -> Result<(), String> {
     for chunk in &plan.chunks {
-        kernel.restore(chunk).map_err(|e| format!("chunk: {e}"))?;
+        kernel
+            .restore(&chunk.to_string())
+            .map_err(|e| format!("chunk: {e}"))?;
     }
-    kernel.restore(&plan.restore).map_err(|e| e.to_string())
+    kernel
+        .restore(&plan.restore.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// The kernel's chains, dispatch chains as sorted sets (their order carries no meaning).
@@ -162,7 +166,9 @@ fn full_sync_kernel(store: &ClusterStore) -> FakeKernel {
     kernel.ensure_jumps(&jump_rules(IpFamily::V4, true));
     let plan =
         IptablesProxier::new(settings(false)).sync(&snapshot, &BTreeSet::new(), Instant::now());
-    kernel.restore(&plan.restore).expect("full sync applies");
+    kernel
+        .restore(&plan.restore.to_string())
+        .expect("full sync applies");
     kernel
 }
 

@@ -23,14 +23,14 @@ pub struct WrittenChains {
 }
 
 impl WrittenChains {
-    /// Records a restore the kernel accepted. A full sync writes every chain, so the
-    /// chains of earlier syncs are forgotten first.
-    pub fn applied(&mut self, restore: &str, full: bool) {
+    /// Records a restore the kernel accepted, given as its lines. A full sync writes every
+    /// chain, so the chains of earlier syncs are forgotten first.
+    pub fn applied<'a>(&mut self, restore: impl IntoIterator<Item = &'a str>, full: bool) {
         if full {
             self.chains.clear();
         }
         let mut in_nat = false;
-        for line in restore.lines() {
+        for line in restore {
             if let Some(table) = line.strip_prefix('*') {
                 in_nat = table == "nat";
                 continue;
@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn intact_chains_are_fine_and_damage_is_named() {
         let mut written = WrittenChains::default();
-        written.applied(FULL, true);
+        written.applied(FULL.lines(), true);
         assert_eq!(written.len(), 3, "{written:?}");
         let intact = save(&[
             ":KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]",
@@ -147,18 +147,19 @@ mod tests {
     #[test]
     fn partial_syncs_add_and_delete_and_full_syncs_start_over() {
         let mut written = WrittenChains::default();
-        written.applied(FULL, true);
+        written.applied(FULL.lines(), true);
         written.applied(
             "*nat\n:KUBE-SEP-DDDDDDDDDDDDDDDD - [0:0]\n\
              -A KUBE-SEP-DDDDDDDDDDDDDDDD -j DNAT --to-destination 10.0.0.2:80\n\
-             -X KUBE-SEP-BBBBBBBBBBBBBBBB\nCOMMIT\n",
+             -X KUBE-SEP-BBBBBBBBBBBBBBBB\nCOMMIT\n"
+                .lines(),
             false,
         );
         let damage = written.damage("");
         assert_eq!(damage.len(), 1, "{damage:?}");
         assert!(damage[0].contains("KUBE-SEP-DDDDDDDDDDDDDDDD"));
         assert!(!damage[0].contains("KUBE-SEP-BBBB"), "{damage:?}");
-        written.applied("*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n", true);
+        written.applied("*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n".lines(), true);
         assert!(written.is_empty());
     }
 

@@ -84,6 +84,20 @@ pub fn run_tool(
     stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<ToolOutput, KernelError> {
+    match stdin {
+        Some(bytes) => run_tool_with_pieces(program, args, Some(&[bytes]), timeout),
+        None => run_tool_with_pieces(program, args, None, timeout),
+    }
+}
+
+/// [`run_tool`] with standard input given in pieces, written one after the other (a large
+/// restore input is never copied into one buffer).
+pub fn run_tool_with_pieces(
+    program: &Path,
+    args: &[String],
+    stdin: Option<&[&[u8]]>,
+    timeout: Duration,
+) -> Result<ToolOutput, KernelError> {
     let spawn_error = |source| KernelError::Spawn {
         program: program.to_path_buf(),
         source,
@@ -104,9 +118,9 @@ pub fn run_tool(
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     std::thread::scope(|scope| {
-        if let (Some(mut pipe), Some(bytes)) = (input, stdin) {
+        if let (Some(mut pipe), Some(pieces)) = (input, stdin) {
             // A child that exits early closes the pipe; its status tells what happened.
-            scope.spawn(move || pipe.write_all(bytes));
+            scope.spawn(move || pieces.iter().try_for_each(|piece| pipe.write_all(piece)));
         }
         let out = scope.spawn(move || read_all(stdout.as_mut()));
         let err = scope.spawn(move || read_all(stderr.as_mut()));

@@ -1,7 +1,8 @@
 //! The iptables tools: one small trait per tool, and the real implementation that runs
 //! `iptables-restore`, `iptables-save` and `iptables` of one family and backend.
 
-use super::exec::{find_tool, run_tool, KernelError, ToolOutput};
+use super::exec::{find_tool, run_tool, run_tool_with_pieces, KernelError, ToolOutput};
+use kproxy_iptables::RestoreText;
 use kproxy_model::IpFamily;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +37,12 @@ impl Backend {
 pub trait RestoreTool {
     /// Applies restore input, leaving chains it does not mention alone.
     fn restore(&mut self, input: &str) -> Result<(), KernelError>;
+
+    /// Applies restore input given in pieces (a proxier's sync). By default the pieces
+    /// are joined and passed to [`RestoreTool::restore`].
+    fn restore_text(&mut self, input: &RestoreText) -> Result<(), KernelError> {
+        self.restore(&input.to_string())
+    }
 }
 
 /// `iptables-save`: reads a table.
@@ -146,14 +153,14 @@ impl ExecIptables {
     }
 }
 
-impl RestoreTool for ExecIptables {
-    fn restore(&mut self, input: &str) -> Result<(), KernelError> {
+impl ExecIptables {
+    fn restore_pieces(&mut self, pieces: &[&[u8]]) -> Result<(), KernelError> {
         let mut args: Vec<String> = WAIT_ARGS.iter().map(|a| a.to_string()).collect();
         args.extend(["--noflush".to_string(), "--counters".to_string()]);
-        let output = run_tool(
+        let output = run_tool_with_pieces(
             &self.tools.restore,
             &args,
-            Some(input.as_bytes()),
+            Some(pieces),
             self.restore_timeout,
         )?;
         if output.success() {
@@ -161,6 +168,17 @@ impl RestoreTool for ExecIptables {
         } else {
             Err(KernelError::failed(&self.tools.restore, &args, &output))
         }
+    }
+}
+
+impl RestoreTool for ExecIptables {
+    fn restore(&mut self, input: &str) -> Result<(), KernelError> {
+        self.restore_pieces(&[input.as_bytes()])
+    }
+
+    fn restore_text(&mut self, input: &RestoreText) -> Result<(), KernelError> {
+        let pieces: Vec<&[u8]> = input.pieces().map(str::as_bytes).collect();
+        self.restore_pieces(&pieces)
     }
 }
 
