@@ -51,7 +51,13 @@ fn check_dump(binary: &AgentBinary, dir: &Path, report: &mut Comparison) -> Resu
 fn agent_programs_what_upstream_programmed() {
     if !kernel_tests_possible(
         "upstream_dumps",
-        &["ip", "iptables-legacy-save", "ip6tables-legacy-save"],
+        &[
+            "ip",
+            "iptables-legacy-restore",
+            "iptables-legacy-save",
+            "ip6tables-legacy-restore",
+            "ip6tables-legacy-save",
+        ],
     ) {
         return;
     }
