@@ -89,6 +89,20 @@ impl Agent {
         options: &AgentOptions,
         log_path: &Path,
     ) -> Result<Agent, LabError> {
+        Agent::start_with_args(binary, node, options.mode, &options.args(), &[], log_path)
+    }
+
+    /// Starts the agent in `node` with exactly `args` (none of the lab's own flags; pass
+    /// `--metrics-bind-address` [`METRICS_ADDR`] for [`wait_synced`](Self::wait_synced)) and
+    /// `env` added to its environment, logging to `log_path`; `mode` is what `args` select.
+    pub fn start_with_args(
+        binary: &AgentBinary,
+        node: &Netns,
+        mode: ProxyMode,
+        args: &[String],
+        env: &[(&str, &str)],
+        log_path: &Path,
+    ) -> Result<Agent, LabError> {
         let log = File::create(log_path).map_err(|source| LabError::File {
             path: log_path.to_path_buf(),
             source,
@@ -98,7 +112,8 @@ impl Agent {
         command
             .args(["netns", "exec", node.name()])
             .arg(binary.path())
-            .args(options.args())
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -120,7 +135,7 @@ impl Agent {
             child,
             node: node.name().to_string(),
             log_path: log_path.to_path_buf(),
-            mode: options.mode,
+            mode,
         })
     }
 
