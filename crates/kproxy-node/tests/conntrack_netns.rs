@@ -135,11 +135,24 @@ fn make_flows(s: &Scene, listener: &TcpListener) -> TcpStream {
         (40004, s.node, NODE_PORT),
         (40005, s.other_service, 53),
     ];
-    for (sport, dst, dport) in flows {
-        let socket = UdpSocket::bind(SocketAddr::new(s.client, sport)).expect("bind client");
-        socket
-            .send_to(b"ping", SocketAddr::new(dst, dport))
-            .expect("send");
+    // A datagram sent right after the flush is now and then not tracked (IPv6, busy
+    // machine): send again what is missing, a bounded number of times.
+    for _ in 0..20 {
+        let present = survivors(s);
+        let missing: Vec<_> = flows
+            .iter()
+            .filter(|(sport, _, _)| !present.contains(&format!("udp/{sport}")))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        for &(sport, dst, dport) in missing {
+            let socket = UdpSocket::bind(SocketAddr::new(s.client, sport)).expect("bind client");
+            socket
+                .send_to(b"ping", SocketAddr::new(dst, dport))
+                .expect("send");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     TcpStream::connect(listener.local_addr().expect("listener address")).expect("tcp connect")
 }
@@ -252,4 +265,46 @@ fn each_stale_flow_filter_deletes_exactly_its_ipv4_entries() {
 #[test]
 fn each_stale_flow_filter_deletes_exactly_its_ipv6_entries() {
     check_family(IpFamily::V6);
+}
+
+/// Entries in the large-table test: many dump datagrams and delete batches.
+const MANY: u16 = 10_000;
+
+#[test]
+fn a_large_table_is_cleaned_with_one_dump_and_batched_deletes() {
+    let Some(_netns) = Netns::enter(&["ip", "nft", "conntrack"]) else {
+        return;
+    };
+    let s = scene(IpFamily::V4);
+    set_up(&s);
+    let listener = TcpListener::bind(SocketAddr::new(s.service, 53)).expect("tcp listen");
+    let _connection = make_flows(&s, &listener);
+    for sport in 20_000..20_000 + MANY {
+        let socket = UdpSocket::bind(SocketAddr::new(s.client, sport)).expect("bind client");
+        socket
+            .send_to(b"ping", SocketAddr::new(s.other_service, 5353))
+            .expect("send");
+    }
+    assert_eq!(survivors(&s).len(), 6 + usize::from(MANY), "flows created");
+    let mut tool = NetlinkConntrack::open().expect("ctnetlink socket");
+    let started = std::time::Instant::now();
+    let deleted = tool
+        .delete(
+            IpFamily::V4,
+            &BTreeSet::from([StaleFlows::ToServiceIp(s.other_service)]),
+        )
+        .expect("delete");
+    let elapsed = started.elapsed();
+    assert_eq!(deleted.matched, usize::from(MANY) + 1);
+    assert_eq!(
+        survivors(&s),
+        expect(&[40001, 40002, 40003, 40004]),
+        "exactly the other service's entries went"
+    );
+    println!(
+        "MEASURED conntrack cleanup: {} of {} entries deleted in {elapsed:?} (one dump, {} delete batches)",
+        deleted.matched,
+        deleted.matched + 5,
+        deleted.matched.div_ceil(256)
+    );
 }
