@@ -2,8 +2,9 @@
 //!
 //! [`Conntrack::delete_udp`] dumps one family's table, keeps the UDP entries any
 //! [`Filter`] matches and deletes each by its original tuple. Message encoding and
-//! decoding ([`wire`], [`entry`]) are pure and unit tested with byte fixtures; the
-//! socket ([`socket`]) is the only I/O.
+//! decoding (modules `wire`, `entry`) are pure and unit tested with byte fixtures; the
+//! socket (module `socket`) is the only I/O. Kernel tests: `kproxy-node`'s
+//! `tests/conntrack_netns.rs`.
 
 mod entry;
 mod error;
