@@ -1,4 +1,4 @@
-//! The one place that runs external tools (`ip`, `iptables-save`, `nft`, `conntrack`):
+//! The one place that runs external tools (`ip`, `iptables-save`, `nft`):
 //! with a deadline, both pipes drained on their own threads, and the command line in every
 //! error.
 

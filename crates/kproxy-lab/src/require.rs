@@ -5,13 +5,7 @@ use crate::command::tool_exists;
 use crate::error::LabError;
 
 /// The tools the lab and the agent need.
-pub const TOOLS: [&str; 5] = [
-    "ip",
-    "iptables-nft-save",
-    "iptables-legacy-save",
-    "nft",
-    "conntrack",
-];
+pub const TOOLS: [&str; 4] = ["ip", "iptables-nft-save", "iptables-legacy-save", "nft"];
 
 /// Checks for root and the tools in [`TOOLS`].
 pub fn check_machine() -> Result<(), LabError> {

@@ -3,7 +3,7 @@
 
 use crate::cleanup::{cleanup_iptables, cleanup_nftables};
 use crate::config::{AgentConfig, ConfigError, ModeName, NodePortAddresses, SourceChoice};
-use crate::conntrack::{ConntrackCli, ConntrackTool};
+use crate::conntrack::{ConntrackTool, NetlinkConntrack};
 use crate::flags::AgentArgs;
 use crate::hcserver::ServiceHealthServers;
 use crate::healthz::{health_handler, ProxierHealth};
@@ -141,10 +141,15 @@ async fn run_with_servers(
         health_check_addresses(&config.node_port_addresses, &addresses),
         Arc::clone(&shared.health),
     );
-    let conntrack = ConntrackCli::find().map(|c| Box::new(c) as Box<dyn ConntrackTool>);
-    if conntrack.is_none() {
-        logging::warn("conntrack tool not found: stale UDP conntrack entries will not be cleared");
-    }
+    let conntrack = match NetlinkConntrack::open() {
+        Ok(tool) => Some(Box::new(tool) as Box<dyn ConntrackTool>),
+        Err(e) => {
+            logging::warn(format!(
+                "{e}: stale UDP conntrack entries will not be cleared"
+            ));
+            None
+        }
+    };
     let timing = loop_timing(config);
     let sync_loop = SyncLoop::new(
         &config.node_name,

@@ -1,5 +1,5 @@
 //! Stale UDP conntrack entries: what to delete after a sync (pure, from the snapshot before
-//! and after), and the tool that deletes them (the `conntrack` CLI, behind a trait).
+//! and after), and what deletes them (ctnetlink through `kproxy-conntrack`, behind a trait).
 //!
 //! As kube-proxy does: a deleted UDP service's ClusterIP is cleared; a UDP service port that
 //! goes from no usable endpoint to some has entries to its ClusterIP, external IPs,
@@ -7,53 +7,50 @@
 //! an endpoint that stops serving has the flows NATed to it from each service IP and the
 //! node port cleared.
 
-use crate::kernel::exec::{find_tool, run_tool, KernelError};
+use kproxy_conntrack::{Conntrack, Deleted, Error, Family, Filter};
 use kproxy_model::{
     Endpoint, IpFamily, NamespacedName, Protocol, ServiceEntry, ServicePortName, Snapshot,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// One `conntrack -D -p udp …` filter.
+/// One kind of UDP flows to delete.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum StaleFlows {
-    /// Every UDP flow to this service IP (`--orig-dst IP`).
+    /// Every UDP flow to this service IP (original destination).
     ToServiceIp(IpAddr),
-    /// Every UDP flow to this node port (`--dport PORT`).
+    /// Every UDP flow to this node port (original destination port).
     ToNodePort(u16),
-    /// Flows to a service IP NATed to an endpoint (`--orig-dst IP --dst-nat EP`).
+    /// Flows to a service IP NATed to an endpoint (the reply comes from the endpoint).
     ServiceIpToEndpoint(IpAddr, IpAddr),
-    /// Flows to a node port NATed to an endpoint (`--dport PORT --dst-nat EP`).
+    /// Flows to a node port NATed to an endpoint.
     NodePortToEndpoint(u16, IpAddr),
 }
 
 impl StaleFlows {
-    /// The `conntrack` arguments deleting these flows.
-    pub fn conntrack_args(&self, family: IpFamily) -> Vec<String> {
-        let mut args: Vec<String> = ["-D", "-p", "udp"].map(String::from).to_vec();
-        match self {
-            StaleFlows::ToServiceIp(ip) => args.extend(["--orig-dst".into(), ip.to_string()]),
-            StaleFlows::ToNodePort(port) => args.extend(["--dport".into(), port.to_string()]),
-            StaleFlows::ServiceIpToEndpoint(ip, ep) => args.extend([
-                "--orig-dst".into(),
-                ip.to_string(),
-                "--dst-nat".into(),
-                ep.to_string(),
-            ]),
-            StaleFlows::NodePortToEndpoint(port, ep) => args.extend([
-                "--dport".into(),
-                port.to_string(),
-                "--dst-nat".into(),
-                ep.to_string(),
-            ]),
+    /// The conntrack filter selecting these flows.
+    pub fn filter(&self) -> Filter {
+        match *self {
+            StaleFlows::ToServiceIp(ip) => Filter {
+                orig_dst: Some(ip),
+                ..Filter::default()
+            },
+            StaleFlows::ToNodePort(port) => Filter {
+                orig_dst_port: Some(port),
+                ..Filter::default()
+            },
+            StaleFlows::ServiceIpToEndpoint(ip, endpoint) => Filter {
+                orig_dst: Some(ip),
+                reply_src: Some(endpoint),
+                ..Filter::default()
+            },
+            StaleFlows::NodePortToEndpoint(port, endpoint) => Filter {
+                orig_dst_port: Some(port),
+                reply_src: Some(endpoint),
+                ..Filter::default()
+            },
         }
-        if family == IpFamily::V6 {
-            args.extend(["-f".to_string(), "ipv6".to_string()]);
-        }
-        args
     }
 }
 
@@ -139,32 +136,32 @@ pub fn stale_flows(before: &PortsBefore, after: &Snapshot) -> BTreeSet<StaleFlow
 
 /// Deletes conntrack entries.
 pub trait ConntrackTool: Send {
-    /// Deletes the flows matching one filter; finding none is success.
-    fn delete(&mut self, family: IpFamily, flows: &StaleFlows) -> Result<(), KernelError>;
+    /// Deletes the UDP flows of `family` matching any of `flows` (one pass over the
+    /// table); finding none is success.
+    fn delete(&mut self, family: IpFamily, flows: &BTreeSet<StaleFlows>) -> Result<Deleted, Error>;
 }
 
-/// The `conntrack` command-line tool.
-#[derive(Debug, Clone)]
-pub struct ConntrackCli {
-    program: PathBuf,
+/// Deletes over ctnetlink, in the network namespace the agent was started in.
+#[derive(Debug)]
+pub struct NetlinkConntrack {
+    socket: Conntrack,
 }
 
-impl ConntrackCli {
-    /// Finds `conntrack`; `None` when it is not installed.
-    pub fn find() -> Option<Self> {
-        find_tool("conntrack").map(|program| ConntrackCli { program })
+impl NetlinkConntrack {
+    /// Opens the ctnetlink socket.
+    pub fn open() -> Result<Self, Error> {
+        Conntrack::open().map(|socket| NetlinkConntrack { socket })
     }
 }
 
-impl ConntrackTool for ConntrackCli {
-    fn delete(&mut self, family: IpFamily, flows: &StaleFlows) -> Result<(), KernelError> {
-        let args = flows.conntrack_args(family);
-        let output = run_tool(&self.program, &args, None, Duration::from_secs(30))?;
-        if output.success() || output.stderr.contains("0 flow entries") {
-            Ok(())
-        } else {
-            Err(KernelError::failed(&self.program, &args, &output))
-        }
+impl ConntrackTool for NetlinkConntrack {
+    fn delete(&mut self, family: IpFamily, flows: &BTreeSet<StaleFlows>) -> Result<Deleted, Error> {
+        let filters: Vec<Filter> = flows.iter().map(StaleFlows::filter).collect();
+        let family = match family {
+            IpFamily::V4 => Family::V4,
+            IpFamily::V6 => Family::V6,
+        };
+        self.socket.delete_udp(family, &filters)
     }
 }
 
@@ -292,17 +289,30 @@ endpoints:
     }
 
     #[test]
-    fn cli_arguments_match_kube_proxys() {
-        let flows = StaleFlows::ServiceIpToEndpoint(ip("fd00::10"), ip("fd00:1::5"));
-        assert_eq!(
-            flows.conntrack_args(IpFamily::V6).join(" "),
-            "-D -p udp --orig-dst fd00::10 --dst-nat fd00:1::5 -f ipv6"
-        );
-        assert_eq!(
-            StaleFlows::ToNodePort(30053)
-                .conntrack_args(IpFamily::V4)
-                .join(" "),
-            "-D -p udp --dport 30053"
-        );
+    fn each_kind_of_flows_is_a_filter_on_the_original_destination_or_the_nat_target() {
+        let (service, endpoint) = (ip("fd00::10"), ip("fd00:1::5"));
+        let filters = [
+            StaleFlows::ToServiceIp(service),
+            StaleFlows::ToNodePort(30053),
+            StaleFlows::ServiceIpToEndpoint(service, endpoint),
+            StaleFlows::NodePortToEndpoint(30053, endpoint),
+        ]
+        .map(|flows| flows.filter());
+        let expected = [
+            (Some(service), None, None),
+            (None, Some(30053), None),
+            (Some(service), None, Some(endpoint)),
+            (None, Some(30053), Some(endpoint)),
+        ];
+        for (filter, (orig_dst, orig_dst_port, reply_src)) in filters.iter().zip(expected) {
+            assert_eq!(
+                *filter,
+                Filter {
+                    orig_dst,
+                    orig_dst_port,
+                    reply_src
+                }
+            );
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! the sync period (any change runs it sooner), as kube-proxy does.
 
 use crate::bounded_runner::BoundedRunner;
-use crate::conntrack::{stale_flows, udp_ports_of, ConntrackTool};
+use crate::conntrack::{stale_flows, udp_ports_of, ConntrackTool, PortsBefore};
 use crate::hcserver::{health_check_targets, ServiceHealthServers};
 use crate::healthz::{node_eligible, ProxierHealth};
 use crate::logging;
@@ -17,7 +17,9 @@ use crate::metrics::Metrics;
 use crate::mode::{FamilySync, ProxyMode, SyncInput};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Node;
-use kproxy_model::{ClusterStore, NamespacedName, NodeFacts, Snapshot, StoreChanges, StoreEvent};
+use kproxy_model::{
+    ClusterStore, IpFamily, NamespacedName, NodeFacts, Snapshot, StoreChanges, StoreEvent,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -246,11 +248,7 @@ impl SyncLoop {
             if report.ok {
                 self.shared.health.updated(snapshot.family(), wall);
                 if let Some(tool) = self.conntrack.as_mut() {
-                    for flows in stale_flows(&before, snapshot) {
-                        if let Err(e) = tool.delete(snapshot.family(), &flows) {
-                            logging::warn(format!("conntrack cleanup {flows:?}: {e}"));
-                        }
-                    }
+                    clear_stale_flows(tool.as_mut(), snapshot.family(), &before, snapshot);
                 }
             } else {
                 logging::error(format!(
@@ -332,6 +330,30 @@ impl SyncLoop {
     pub fn handle(&mut self, event: AgentEvent) {
         self.on_event(event);
         self.after_events();
+    }
+}
+
+/// Deletes the UDP conntrack entries this sync made stale (one table dump for all of
+/// them); failures are logged, and the next change retries nothing (as kube-proxy).
+fn clear_stale_flows(
+    tool: &mut dyn ConntrackTool,
+    family: IpFamily,
+    before: &PortsBefore,
+    after: &Snapshot,
+) {
+    let flows = stale_flows(before, after);
+    if flows.is_empty() {
+        return;
+    }
+    match tool.delete(family, &flows) {
+        Ok(deleted) => logging::info(
+            2,
+            format!(
+                "{family:?} conntrack cleanup {flows:?}: {} entries deleted",
+                deleted.matched - deleted.already_gone
+            ),
+        ),
+        Err(e) => logging::warn(format!("{family:?} conntrack cleanup {flows:?}: {e}")),
     }
 }
 

@@ -5,14 +5,16 @@ mod support;
 
 use kproxy_model::{IpFamily, ObjectKind, ObjectRef, StoreEvent};
 use kproxy_node::config::{DetectLocal, NodePortAddresses};
+use kproxy_node::conntrack::{ConntrackTool, StaleFlows};
 use kproxy_node::hcserver::ServiceHealthServers;
 use kproxy_node::healthz::ProxierHealth;
 use kproxy_node::iptables_mode::{IptablesFamilyKernel, IptablesMode, IptablesModeSettings};
 use kproxy_node::kernel::fake::FakeIptables;
 use kproxy_node::metrics::Metrics;
 use kproxy_node::sync_loop::{AgentEvent, LoopTiming, SharedState, SyncLoop};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{cluster, events, free_port, http};
 
@@ -39,6 +41,10 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(None)
+}
+
+fn harness_with(conntrack: Option<Box<dyn ConntrackTool>>) -> Harness {
     let kernel = FakeIptables::new();
     let mode = IptablesMode::new(
         settings(),
@@ -68,7 +74,7 @@ fn harness() -> Harness {
         },
         shared.clone(),
         health_checks,
-        None,
+        conntrack,
     );
     Harness {
         kernel,
@@ -250,5 +256,56 @@ fn a_check_the_lock_prevents_is_not_damage() {
         h.shared.metrics.values().full_sync_duration.count(),
         1,
         "a lock timeout started a full sync: {restores:?}"
+    );
+}
+
+/// One conntrack cleanup call: the family and the flows.
+type CleanupCall = (IpFamily, BTreeSet<StaleFlows>);
+
+/// Records each conntrack cleanup call.
+#[derive(Clone, Default)]
+struct RecordingConntrack(Arc<Mutex<Vec<CleanupCall>>>);
+
+impl ConntrackTool for RecordingConntrack {
+    fn delete(
+        &mut self,
+        family: IpFamily,
+        flows: &BTreeSet<StaleFlows>,
+    ) -> Result<kproxy_conntrack::Deleted, kproxy_conntrack::Error> {
+        self.0.lock().expect("lock").push((family, flows.clone()));
+        Ok(kproxy_conntrack::Deleted::default())
+    }
+}
+
+#[test]
+fn each_sync_cleans_conntrack_with_one_call_per_family_holding_every_stale_flow() {
+    let calls = RecordingConntrack::default();
+    let mut h = harness_with(Some(Box::new(calls.clone())));
+    let manifest = support::CLUSTER.replace("healthCheckNodePort", "x-unused");
+    h.load(&manifest);
+    h.sync_loop.handle(AgentEvent::InitialSyncDone);
+    h.sync_loop.sync(Instant::now());
+    h.load(&manifest.replace("10.244.1.7", "10.244.1.8"));
+    h.sync_loop.sync(Instant::now());
+    let ip = |text: &str| -> IpAddr { text.parse().expect("ip") };
+    let (service, gone) = (ip("10.96.0.10"), ip("10.244.1.7"));
+    assert_eq!(
+        *calls.0.lock().expect("lock"),
+        [
+            (
+                IpFamily::V4,
+                BTreeSet::from([
+                    StaleFlows::ToServiceIp(service),
+                    StaleFlows::ToNodePort(30053)
+                ])
+            ),
+            (
+                IpFamily::V4,
+                BTreeSet::from([
+                    StaleFlows::ServiceIpToEndpoint(service, gone),
+                    StaleFlows::NodePortToEndpoint(30053, gone)
+                ])
+            ),
+        ]
     );
 }
