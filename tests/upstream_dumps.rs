@@ -75,7 +75,7 @@ fn agent_programs_what_upstream_programmed() {
         }
         eprintln!("{}: checked in {:?}", dir.display(), started.elapsed());
     }
-    eprintln!("allowed differences (newer upstream behaviour):");
+    eprintln!("allowed differences (newer upstream behaviour, kproxy additions):");
     for index in &report.allowed_used {
         let (what, reason) = &ALLOWED_DIFFERENCES[*index];
         eprintln!("  - {}: {reason}", describe(what));

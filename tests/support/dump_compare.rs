@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum Allowed {
     /// Rules containing this text, on either side.
     Rule(&'static str),
-    /// A whole chain: `table` is `filter`/`nat`/`mangle` (both families) or `ip6:filter`
-    /// (IPv6 only).
+    /// A whole chain: `table` is `filter`/`nat`/`mangle`/`raw` (both families) or
+    /// `ip6:filter` (IPv6 only).
     Chain {
         /// The table, with an optional `ip6:` prefix.
         table: &'static str,
@@ -36,6 +36,23 @@ pub const ALLOWED_DIFFERENCES: &[(Allowed, &str)] = &[
             chain: "KUBE-FIREWALL",
         },
         "see the KUBE-FIREWALL rule difference",
+    ),
+    (
+        Allowed::Chain {
+            table: "raw",
+            chain: "KPROXY-LOCALNET",
+        },
+        "kproxy's addition, not upstream's: with localhost NodePorts (IPv4), packets for \
+         127.0.0.0/8 arriving on any interface but lo are dropped in the raw table \
+         (CVE-2020-8558; upstream's KUBE-FIREWALL rule spares DNATed traffic, so a \
+         neighbour's packet to 127.0.0.1:NodePort would reach a pod)",
+    ),
+    (
+        Allowed::Chain {
+            table: "raw",
+            chain: "PREROUTING",
+        },
+        "the jump to kproxy's KPROXY-LOCALNET guard chain",
     ),
 ];
 
