@@ -2,6 +2,7 @@
 //! touched since the change set was last taken.
 
 use crate::objects::{KubeObject, ObjectKind, ObjectRef};
+use crate::slim::{slim_service, slim_slice};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -96,7 +97,8 @@ impl ClusterStore {
 
     fn upsert(&mut self, object: KubeObject) {
         match object {
-            KubeObject::Service(service) => {
+            KubeObject::Service(mut service) => {
+                slim_service(&mut service);
                 let key = meta_key(&service.metadata);
                 if self.services.get(&key) != Some(&service) {
                     self.changes.service_changes += 1;
@@ -114,7 +116,8 @@ impl ClusterStore {
         }
     }
 
-    fn upsert_slice(&mut self, slice: EndpointSlice) {
+    fn upsert_slice(&mut self, mut slice: EndpointSlice) {
+        slim_slice(&mut slice);
         let key = meta_key(&slice.metadata);
         let owner = slice
             .metadata

@@ -19,6 +19,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Node;
 use kproxy_model::{
     ClusterStore, IpFamily, NamespacedName, NodeFacts, Snapshot, StoreChanges, StoreEvent,
+    TRIGGER_TIME_ANNOTATION,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -29,8 +30,6 @@ use tokio::sync::mpsc;
 const BURST_SYNCS: u32 = 2;
 /// Without changes, a sync still runs this often (kube-proxy: one hour).
 const PERIODIC_SYNC: Duration = Duration::from_secs(3600);
-/// The annotation carrying when an EndpointSlice's change was triggered.
-const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
 /// What the loop consumes.
 #[derive(Debug)]
