@@ -2,6 +2,7 @@
 
 use crate::rule::parse_rule;
 use crate::ruleset::{DualStackRuleset, Matches, Policy, Rule, Ruleset, Table, TableKind};
+use crate::runs::{Group, RunBuilder};
 use crate::text::TextSource;
 use crate::tokenizer::{tokenize_into, TokenizeError};
 use std::borrow::Cow;
@@ -114,7 +115,7 @@ struct LineRef<'s, 'a> {
 /// One line that is not blank or a comment, read as far as it can be without knowing
 /// the lines before it.
 struct Item<'a> {
-    /// The line's number within its chunk, from 1.
+    /// The line's number in the whole text, from 1.
     number: usize,
     /// The line without surrounding whitespace and without counters.
     text: &'a str,
@@ -130,6 +131,8 @@ enum ItemKind<'a> {
     Separator,
     /// `:NAME POLICY [p:b]` (the text after `:`).
     Chain(&'a str),
+    /// Consecutive `-A` lines with readable rules (the item's line is the first).
+    Run(Vec<Group<'a>>),
     /// `-A CHAIN ...` with its rule already parsed (or why it cannot be).
     Append {
         chain: &'a str,
@@ -157,34 +160,58 @@ struct Chunk<'a> {
 /// the result and the first error (with its exact line number) are what reading the
 /// text line by line gives.
 fn parse_lines(text: &str, family: Family) -> Result<(Ruleset, Ruleset), ParseError> {
-    let pieces = split_into_chunks(text);
+    let mut pieces = Vec::new();
+    let mut first_line = 0;
+    for piece in split_into_chunks(text) {
+        if let Some(&(previous, _)) = pieces.last() {
+            // Every piece but the last ends with a newline.
+            first_line += count_newlines(previous);
+        }
+        pieces.push((piece, first_line));
+    }
     let mut applier = Applier::new(family);
     match pieces.as_slice() {
         [first, rest @ ..] if !rest.is_empty() => std::thread::scope(|scope| {
             let spawned: Vec<_> = rest
                 .iter()
-                .map(|&piece| {
+                .map(|&(piece, first_line)| {
                     let thread = std::thread::Builder::new()
-                        .spawn_scoped(scope, move || prepare(piece))
+                        .spawn_scoped(scope, move || prepare(piece, first_line))
                         .ok();
-                    (piece, thread)
+                    (piece, first_line, thread)
                 })
                 .collect();
             // Applying the first chunk overlaps with the other threads' work.
-            applier.chunk(prepare(first))?;
-            for (piece, thread) in spawned {
+            applier.chunk(prepare(first.0, first.1))?;
+            for (piece, first_line, thread) in spawned {
                 applier.chunk(match thread {
                     Some(thread) => thread
                         .join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    None => prepare(piece),
+                    None => prepare(piece, first_line),
                 })?;
             }
             Ok(())
         })?,
-        _ => applier.chunk(prepare(text))?,
+        _ => applier.chunk(prepare(text, 0))?,
     }
     applier.finish()
+}
+
+/// The number of `\n` in `text`, eight bytes at a time.
+fn count_newlines(text: &str) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let words = text.as_bytes().chunks_exact(8);
+    let tail = words.remainder().iter().filter(|&&b| b == b'\n').count();
+    words.fold(tail, |count, word| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(bytes) ^ NEWLINES;
+        // The top bit of each byte of `zero` is set exactly where `x` has a zero byte.
+        let zero = !(((x & LOW7) + LOW7) | x | LOW7);
+        count + zero.count_ones() as usize
+    })
 }
 
 /// Cuts `text` after newlines into about equal pieces, one per available core.
@@ -212,16 +239,20 @@ fn split_into_chunks(text: &str) -> Vec<&str> {
     pieces
 }
 
-/// Reads the lines of one chunk: classifies them, tokenizes and parses `-A` rules.
-fn prepare(text: &str) -> Chunk<'_> {
+/// Reads the lines of one chunk, whose first line follows line `first_line`: classifies
+/// them, tokenizes and parses `-A` rules and groups runs of them by chain.
+fn prepare(text: &str, first_line: usize) -> Chunk<'_> {
     let source = TextSource::copy_of(text);
     // Lines of real rulesets are about 100 bytes long: reserve enough never to grow.
     let mut items = Vec::with_capacity(text.len() / 48);
     let mut words: Vec<Cow<'_, str>> = Vec::with_capacity(32);
     let mut scratch = Matches::with_capacity(16);
+    let mut run = RunBuilder::default();
+    let mut run_start: Option<(usize, &str)> = None;
     let mut lines = 0;
     for raw in text.lines() {
         lines += 1;
+        let number = first_line + lines;
         let line = strip_counters(raw.trim());
         if line.is_empty() {
             continue;
@@ -238,18 +269,44 @@ fn prepare(text: &str) -> Chunk<'_> {
         } else if let Some(decl) = line.strip_prefix(':') {
             ItemKind::Chain(decl)
         } else {
-            prepare_command(line, lines, &source, &mut words, &mut scratch)
+            prepare_command(line, number, &source, &mut words, &mut scratch)
         };
+        if let ItemKind::Append {
+            chain,
+            rule: Ok(rule),
+        } = kind
+        {
+            run_start.get_or_insert((number, line));
+            run.push(chain, number, rule);
+            continue;
+        }
+        end_run(&mut items, &mut run, &mut run_start);
         items.push(Item {
-            number: lines,
+            number,
             text: line,
             kind,
         });
     }
+    end_run(&mut items, &mut run, &mut run_start);
     Chunk {
         source,
         lines,
         items,
+    }
+}
+
+/// Adds the run being collected (if any) to `items`.
+fn end_run<'a>(
+    items: &mut Vec<Item<'a>>,
+    run: &mut RunBuilder<'a>,
+    start: &mut Option<(usize, &'a str)>,
+) {
+    if let Some((number, text)) = start.take() {
+        items.push(Item {
+            number,
+            text,
+            kind: ItemKind::Run(run.take()),
+        });
     }
 }
 
@@ -307,7 +364,7 @@ impl<'a> Applier<'a> {
             items,
         } = chunk;
         for item in items {
-            let line_no = self.base + item.number;
+            let line_no = item.number;
             let fail = |kind| ParseError {
                 line: line_no,
                 kind,
@@ -344,6 +401,12 @@ impl<'a> Applier<'a> {
                         .open
                         .as_mut()
                         .ok_or_else(|| fail(ParseErrorKind::OutsideTable(item.text.to_string())))?;
+                    if let ItemKind::Run(groups) = kind {
+                        for group in groups {
+                            append_group(t, &source, group)?;
+                        }
+                        continue;
+                    }
                     let line = LineRef {
                         source: &source,
                         text: item.text,
@@ -477,6 +540,41 @@ fn append(
     chain: &str,
     rule: Result<Rule, String>,
 ) -> Result<(), ParseErrorKind> {
+    let index = chain_index(t, line.source, chain)?;
+    let rule = rule.map_err(|reason| ParseErrorKind::BadRule {
+        chain: chain.to_string(),
+        reason,
+    })?;
+    t.table.chains_mut()[index].rules.push(rule);
+    Ok(())
+}
+
+/// Adds the rules a run of `-A` lines gave one chain.
+fn append_group(
+    t: &mut OpenTable,
+    source: &TextSource,
+    group: Group<'_>,
+) -> Result<(), ParseError> {
+    let index = chain_index(t, source, group.chain).map_err(|kind| ParseError {
+        line: group.first_line,
+        kind,
+    })?;
+    let rules = &mut t.table.chains_mut()[index].rules;
+    if rules.is_empty() {
+        *rules = group.rules;
+    } else {
+        rules.extend(group.rules);
+    }
+    Ok(())
+}
+
+/// The position of the chain an `-A` line appends to; a built-in chain is declared on
+/// first use.
+fn chain_index(
+    t: &mut OpenTable,
+    source: &TextSource,
+    chain: &str,
+) -> Result<usize, ParseErrorKind> {
     let chains = t.table.chains();
     let cached = t
         .recent_chains
@@ -486,22 +584,16 @@ fn append(
         .find(|&i| &*chains[i].name == chain);
     let index = match cached.or_else(|| t.table.position(chain)) {
         Some(i) => i,
-        None if builtin_chains(t.kind).contains(&chain) => t
-            .table
-            .declare(line.source.text(chain), Some(Policy::Accept)),
+        None if builtin_chains(t.kind).contains(&chain) => {
+            t.table.declare(source.text(chain), Some(Policy::Accept))
+        }
         None => return Err(ParseErrorKind::UndeclaredChain(chain.to_string())),
     };
-    let mut rule = rule.map_err(|reason| ParseErrorKind::BadRule {
-        chain: chain.to_string(),
-        reason,
-    })?;
-    rule.line = line.number;
-    t.table.chains_mut()[index].rules.push(rule);
     if t.recent_chains[0] != Some(index) {
         t.recent_chains.copy_within(0..3, 1);
         t.recent_chains[0] = Some(index);
     }
-    Ok(())
+    Ok(index)
 }
 
 #[cfg(test)]
@@ -560,6 +652,44 @@ mod tests {
         assert_eq!(
             dual.ipv4.chain(TableKind::Filter, "INPUT").unwrap().policy,
             Some(Policy::Accept)
+        );
+    }
+
+    #[test]
+    fn newlines_are_counted_in_every_position() {
+        for text in [
+            "",
+            "\n",
+            "a\nb\n\n\u{e9}\n",
+            "0123456\n89\n\n\n\n\n\n\n\x0b\u{10a}\n",
+        ] {
+            let expected = text.bytes().filter(|&b| b == b'\n').count();
+            assert_eq!(count_newlines(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn runs_of_appends_keep_order_across_declarations() {
+        let text = "*filter\n:X - [0:0]\n:Y - [0:0]\n-A X -j ACCEPT\n-A INPUT -j X\n\
+                    -A X -j DROP\n:X - [0:0]\n-A X -j RETURN\n-A Y -j X\n-A X -j DROP\nCOMMIT\n";
+        let rs = Ruleset::parse(text).unwrap();
+        let lines = |c| {
+            let chain = rs.chain(TableKind::Filter, c).unwrap();
+            chain.rules.iter().map(|r| r.line).collect::<Vec<_>>()
+        };
+        assert_eq!(lines("X"), [8, 10]);
+        assert_eq!(lines("INPUT"), [5]);
+        assert_eq!(lines("Y"), [9]);
+        let table = rs.table(TableKind::Filter).unwrap();
+        let names: Vec<_> = table.chains().iter().map(|c| c.name.to_string()).collect();
+        assert_eq!(names, ["X", "Y", "INPUT"]);
+        let err = Ruleset::parse(
+            "*filter\n:X - [0:0]\n-A X -j ACCEPT\n-A NOPE -j DROP\n-A X -j DROP\nCOMMIT\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.line, err.kind),
+            (4, ParseErrorKind::UndeclaredChain("NOPE".into()))
         );
     }
 
