@@ -243,8 +243,9 @@ fn split_into_chunks(text: &str) -> Vec<&str> {
 /// them, tokenizes and parses `-A` rules and groups runs of them by chain.
 fn prepare(text: &str, first_line: usize) -> Chunk<'_> {
     let source = TextSource::copy_of(text);
-    // Lines of real rulesets are about 100 bytes long: reserve enough never to grow.
-    let mut items = Vec::with_capacity(text.len() / 48);
+    // A run of `-A` lines is one item, so items are mostly chain declarations: about
+    // one in four of a real ruleset's lines, which are about 100 bytes long.
+    let mut items = Vec::with_capacity(text.len() / 256);
     let mut words: Vec<Cow<'_, str>> = Vec::with_capacity(32);
     let mut scratch = Matches::with_capacity(16);
     let mut run = RunBuilder::default();
