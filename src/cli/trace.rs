@@ -57,14 +57,21 @@ pub struct TraceArgs {
 pub fn run(args: &TraceArgs) -> Result<String, String> {
     let ipv6 = args.dst.is_some_and(|d| d.is_ipv6());
     let ruleset = load(args, ipv6)?;
-    let unknown = ruleset.unknown_rules();
-    let mut out = String::new();
+    let out = render(args, &ruleset);
+    // The process exits right after printing: freeing a large ruleset rule by rule would
+    // take longer than the trace itself (about 20 ms for 400,000 rules).
+    std::mem::forget(ruleset);
+    out
+}
+
+/// The trace (or the service graph) of `ruleset` as `args` ask for it.
+fn render(args: &TraceArgs, ruleset: &Ruleset) -> Result<String, String> {
     if args.format == TraceFormat::Dot {
         let service = args
             .service
             .as_deref()
             .ok_or("--format dot needs --service NS/NAME[:PORT]")?;
-        return Ok(service_graph_dot(&ruleset, service));
+        return Ok(service_graph_dot(ruleset, service));
     }
     let (Some(src), Some(dst), Some(dport)) = (args.src, args.dst, args.dport) else {
         return Err("a trace needs --src, --dst and --dport".into());
@@ -73,8 +80,9 @@ pub fn run(args: &TraceArgs) -> Result<String, String> {
         .protocol
         .parse()
         .map_err(|e| format!("--protocol: {e}"))?;
-    let tracer = Tracer::new(&ruleset, &args.local_ips);
+    let tracer = Tracer::new(ruleset, &args.local_ips);
     let trace = tracer.trace(&Packet::new(src, dst, protocol, dport));
+    let mut out = String::new();
     if args.json {
         let json = serde_json::to_string_pretty(&trace.to_json()).map_err(|e| e.to_string())?;
         out.push_str(&json);
@@ -83,7 +91,7 @@ pub fn run(args: &TraceArgs) -> Result<String, String> {
         if args.local_ips.is_empty() {
             out.push_str("note: no --local-ips given; only loopback counts as a local address\n");
         }
-        for rule in &unknown {
+        for rule in &ruleset.unknown_rules() {
             out.push_str(&format!(
                 "note: line {}: not understood: {}\n",
                 rule.line,

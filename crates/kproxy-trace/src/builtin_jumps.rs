@@ -141,6 +141,6 @@ fn jump_rule(chain: &str, args: &str) -> Option<Rule> {
     let source = TextSource::new(Arc::from(text.as_str()));
     let mut words = Vec::new();
     tokenize_into(args, &mut words).ok()?;
-    let (matches, target) = parse_rule(&words, &source).ok()?;
+    let (matches, target) = parse_rule(&words, &source, &mut Vec::new()).ok()?;
     Some(Rule::new(0, source.text(&text), matches, target))
 }

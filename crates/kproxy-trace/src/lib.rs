@@ -44,6 +44,7 @@ mod parser;
 mod render_tree;
 mod rule;
 mod ruleset;
+mod runs;
 mod simulator;
 mod state;
 pub mod tokenizer;

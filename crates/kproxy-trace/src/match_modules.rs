@@ -166,28 +166,36 @@ fn build_known(
     if let Some(bad) = opts.iter().find(|o| accepts(module, o.name) == Some(false)) {
         return Err(format!("unknown option {}", bad.name));
     }
-    if ALWAYS.contains(&module) {
-        out.push(Match::Always {
-            module: module.into(),
-        });
-        return Ok(());
-    }
-    if UNDECIDABLE.contains(&module) {
-        out.push(Match::Undecidable {
-            module: module.into(),
-            detail: describe(opts).trim_start().into(),
-        });
-        return Ok(());
-    }
     match module {
         "statistic" => out.push(statistic(opts)?),
         "recent" => out.push(recent(opts, source)?),
-        _ => {
-            for opt in opts {
-                if let Some(m) = single(module, opt, source)? {
-                    out.push(m);
-                }
-            }
+        // The common modules first, before the lists below are searched.
+        "comment" | "tcp" | "udp" | "sctp" | "udplite" | "multiport" | "addrtype" | "conntrack"
+        | "state" | "mark" | "connmark" | "set" | "pkttype" | "iprange" => {
+            singles(module, opts, source, out)?
+        }
+        _ if ALWAYS.contains(&module) => out.push(Match::Always {
+            module: module.into(),
+        }),
+        _ if UNDECIDABLE.contains(&module) => out.push(Match::Undecidable {
+            module: module.into(),
+            detail: describe(opts).trim_start().into(),
+        }),
+        _ => singles(module, opts, source, out)?,
+    }
+    Ok(())
+}
+
+/// The conditions of a module whose options each stand alone.
+fn singles(
+    module: &str,
+    opts: &[OptionWord<'_>],
+    source: &TextSource,
+    out: &mut Matches,
+) -> Result<(), String> {
+    for opt in opts {
+        if let Some(m) = single(module, opt, source)? {
+            out.push(m);
         }
     }
     Ok(())

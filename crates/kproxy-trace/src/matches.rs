@@ -175,7 +175,7 @@ pub enum Match {
     Set {
         negated: bool,
         name: Box<str>,
-        directions: Vec<Direction>,
+        directions: Box<[Direction]>,
     },
     /// `-m iprange --src-range/--dst-range FROM-TO`
     IpRange {

@@ -1,11 +1,11 @@
 //! Parsing `iptables-save` output and `iptables-restore` input into a [`Ruleset`].
 
 use crate::rule::parse_rule;
-use crate::ruleset::{DualStackRuleset, Policy, Rule, Ruleset, Table, TableKind};
+use crate::ruleset::{DualStackRuleset, Matches, Policy, Rule, Ruleset, Table, TableKind};
+use crate::runs::{Group, RunBuilder};
 use crate::text::TextSource;
 use crate::tokenizer::{tokenize_into, TokenizeError};
 use std::borrow::Cow;
-use std::sync::Arc;
 
 /// The line that separates the `iptables-save` part from the `ip6tables-save` part of a
 /// combined dump.
@@ -68,7 +68,7 @@ impl Ruleset {
     /// Parses the text of one IP family: `iptables-save` output or `iptables-restore`
     /// input. Line numbers in errors and rules count from 1.
     pub fn parse(text: &str) -> Result<Ruleset, ParseError> {
-        parse_lines(text, 0)
+        parse_lines(text, Family::One).map(|(ruleset, _)| ruleset)
     }
 }
 
@@ -77,21 +77,24 @@ impl DualStackRuleset {
     /// `# ---- ip6tables`, then `ip6tables-save` output. Without the separator line the
     /// whole text is IPv4. Line numbers refer to the whole text.
     pub fn parse(text: &str) -> Result<DualStackRuleset, ParseError> {
-        let mut offset = 0;
-        for (index, line) in text.split_inclusive('\n').enumerate() {
-            if line.trim() == IP6TABLES_SEPARATOR {
-                let ipv4 = parse_lines(&text[..offset], 0)?;
-                let ipv6 = parse_lines(&text[offset + line.len()..], index + 1)?;
-                return Ok(DualStackRuleset { ipv4, ipv6 });
-            }
-            offset += line.len();
-        }
-        Ok(DualStackRuleset {
-            ipv4: parse_lines(text, 0)?,
-            ipv6: Ruleset::default(),
-        })
+        let (ipv4, ipv6) = parse_lines(text, Family::Two)?;
+        Ok(DualStackRuleset { ipv4, ipv6 })
     }
 }
+
+/// Whether the text holds one family, or two split by [`IP6TABLES_SEPARATOR`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// One family: the separator is a comment like any other.
+    One,
+    /// The lines before the first separator are IPv4, the lines after it IPv6.
+    Two,
+}
+
+/// Texts smaller than this are parsed on the calling thread alone.
+const PARALLEL_MIN_BYTES: usize = 1 << 20;
+/// At most this many threads parse one text.
+const MAX_THREADS: usize = 8;
 
 /// The table being read between `*name` and `COMMIT`.
 struct OpenTable {
@@ -103,75 +106,361 @@ struct OpenTable {
 }
 
 /// A line of the shared text, so that rules can refer to it.
-struct LineRef<'a> {
-    source: &'a TextSource,
+struct LineRef<'s, 'a> {
+    source: &'s TextSource,
     text: &'a str,
     number: usize,
 }
 
-fn parse_lines(text: &str, first_line_offset: usize) -> Result<Ruleset, ParseError> {
-    let shared: Arc<str> = Arc::from(text);
-    let text = &*shared;
-    let source = TextSource::new(Arc::clone(&shared));
-    let mut ruleset = Ruleset::default();
-    let mut open: Option<OpenTable> = None;
-    let mut words: Vec<Cow<'_, str>> = Vec::with_capacity(32);
-    let mut last_line = first_line_offset;
-    for (index, raw) in text.lines().enumerate() {
-        let line_no = first_line_offset + index + 1;
-        last_line = line_no;
-        let line = strip_counters(raw.trim());
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+/// One line that is not blank or a comment, read as far as it can be without knowing
+/// the lines before it.
+struct Item<'a> {
+    /// The line's number in the whole text, from 1.
+    number: usize,
+    /// The line without surrounding whitespace and without counters.
+    text: &'a str,
+    kind: ItemKind<'a>,
+}
+
+enum ItemKind<'a> {
+    /// `*name`
+    Table(&'a str),
+    /// `COMMIT`
+    Commit,
+    /// [`IP6TABLES_SEPARATOR`]
+    Separator,
+    /// `:NAME POLICY [p:b]` (the text after `:`).
+    Chain(&'a str),
+    /// Consecutive `-A` lines with readable rules (the item's line is the first).
+    Run(Vec<Group<'a>>),
+    /// `-A CHAIN ...` with its rule already parsed (or why it cannot be).
+    Append {
+        chain: &'a str,
+        rule: Result<Rule, String>,
+    },
+    /// Any other line (other commands, broken quoting): read again in order.
+    Other,
+}
+
+/// One piece of the text (whole lines), prepared independently of the others.
+struct Chunk<'a> {
+    /// A copy of the piece that the prepared rules share.
+    source: TextSource,
+    /// How many lines the piece has.
+    lines: usize,
+    items: Vec<Item<'a>>,
+}
+
+/// Parses `text`: one family, or with [`Family::Two`] the IPv4 and IPv6 rulesets around
+/// the first separator line (the second is empty without one).
+///
+/// Large texts are cut at line boundaries into one chunk per core. Each chunk's lines are
+/// tokenized and their rules parsed on a thread of their own; then the chunks' lines are
+/// applied in order on this thread (tables, chain declarations, deletes, appends), so
+/// the result and the first error (with its exact line number) are what reading the
+/// text line by line gives.
+fn parse_lines(text: &str, family: Family) -> Result<(Ruleset, Ruleset), ParseError> {
+    let mut pieces = Vec::new();
+    let mut first_line = 0;
+    for piece in split_into_chunks(text) {
+        if let Some(&(previous, _)) = pieces.last() {
+            // Every piece but the last ends with a newline.
+            first_line += count_newlines(previous);
         }
-        let fail = |kind| ParseError {
-            line: line_no,
-            kind,
-        };
-        if let Some(name) = line.strip_prefix('*') {
-            if let Some(t) = &open {
-                return Err(fail(ParseErrorKind::NestedTable(t.kind.to_string())));
-            }
-            let kind = TableKind::from_name(name)
-                .ok_or_else(|| fail(ParseErrorKind::UnknownTable(name.to_string())))?;
-            let table = ruleset.table(kind).cloned().unwrap_or_default();
-            open = Some(OpenTable {
-                kind,
-                table,
-                recent_chains: [None; 4],
-            });
-            continue;
-        }
-        if line == "COMMIT" {
-            let t = open
-                .take()
-                .ok_or_else(|| fail(ParseErrorKind::CommitOutsideTable))?;
-            *ruleset.table_mut(t.kind) = t.table;
-            continue;
-        }
-        let t = open
-            .as_mut()
-            .ok_or_else(|| fail(ParseErrorKind::OutsideTable(line.to_string())))?;
-        if let Some(decl) = line.strip_prefix(':') {
-            let (name, policy) = chain_line(decl)
-                .ok_or_else(|| fail(ParseErrorKind::BadChainLine(line.to_string())))?;
-            t.table.declare(source.text(name), policy);
-            continue;
-        }
-        tokenize_into(line, &mut words).map_err(|e| fail(e.into()))?;
-        let line = LineRef {
-            source: &source,
-            text: line,
-            number: line_no,
-        };
-        command(t, &line, &words).map_err(fail)?;
+        pieces.push((piece, first_line));
     }
+    let mut applier = Applier::new(family);
+    match pieces.as_slice() {
+        [first, rest @ ..] if !rest.is_empty() => std::thread::scope(|scope| {
+            let spawned: Vec<_> = rest
+                .iter()
+                .map(|&(piece, first_line)| {
+                    let thread = std::thread::Builder::new()
+                        .spawn_scoped(scope, move || prepare(piece, first_line))
+                        .ok();
+                    (piece, first_line, thread)
+                })
+                .collect();
+            // Applying the first chunk overlaps with the other threads' work.
+            applier.chunk(prepare(first.0, first.1))?;
+            for (piece, first_line, thread) in spawned {
+                applier.chunk(match thread {
+                    Some(thread) => thread
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    None => prepare(piece, first_line),
+                })?;
+            }
+            Ok(())
+        })?,
+        _ => applier.chunk(prepare(text, 0))?,
+    }
+    applier.finish()
+}
+
+/// The number of `\n` in `text`, eight bytes at a time.
+fn count_newlines(text: &str) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let words = text.as_bytes().chunks_exact(8);
+    let tail = words.remainder().iter().filter(|&&b| b == b'\n').count();
+    words.fold(tail, |count, word| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(bytes) ^ NEWLINES;
+        // The top bit of each byte of `zero` is set exactly where `x` has a zero byte.
+        let zero = !(((x & LOW7) + LOW7) | x | LOW7);
+        count + zero.count_ones() as usize
+    })
+}
+
+/// Cuts `text` after newlines into about equal pieces, one per available core.
+fn split_into_chunks(text: &str) -> Vec<&str> {
+    let threads = if text.len() < PARALLEL_MIN_BYTES {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+    };
+    let mut pieces = Vec::with_capacity(threads);
+    let mut rest = text;
+    for left in (2..=threads).rev() {
+        // This thread also applies every chunk in order: it prepares a smaller one.
+        let share = if left == threads { 9 } else { 10 };
+        let target = rest.len() * share / (10 * left);
+        let cut = rest.as_bytes()[target..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |at| target + at + 1);
+        let (piece, tail) = rest.split_at(cut);
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces.push(rest);
+    pieces
+}
+
+/// Reads the lines of one chunk, whose first line follows line `first_line`: classifies
+/// them, tokenizes and parses `-A` rules and groups runs of them by chain.
+fn prepare(text: &str, first_line: usize) -> Chunk<'_> {
+    let source = TextSource::copy_of(text);
+    // A run of `-A` lines is one item, so items are mostly chain declarations: about
+    // one in four of a real ruleset's lines, which are about 100 bytes long.
+    let mut items = Vec::with_capacity(text.len() / 256);
+    let mut words: Vec<Cow<'_, str>> = Vec::with_capacity(32);
+    let mut scratch = Matches::with_capacity(16);
+    let mut run = RunBuilder::default();
+    let mut run_start: Option<(usize, &str)> = None;
+    let mut lines = 0;
+    for raw in text.lines() {
+        lines += 1;
+        let number = first_line + lines;
+        let line = strip_counters(raw.trim());
+        if line.is_empty() {
+            continue;
+        }
+        let kind = if line.starts_with('#') {
+            if line != IP6TABLES_SEPARATOR {
+                continue;
+            }
+            ItemKind::Separator
+        } else if let Some(name) = line.strip_prefix('*') {
+            ItemKind::Table(name)
+        } else if line == "COMMIT" {
+            ItemKind::Commit
+        } else if let Some(decl) = line.strip_prefix(':') {
+            ItemKind::Chain(decl)
+        } else {
+            prepare_command(line, number, &source, &mut words, &mut scratch)
+        };
+        if let ItemKind::Append {
+            chain,
+            rule: Ok(rule),
+        } = kind
+        {
+            run_start.get_or_insert((number, line));
+            run.push(chain, number, rule);
+            continue;
+        }
+        end_run(&mut items, &mut run, &mut run_start);
+        items.push(Item {
+            number,
+            text: line,
+            kind,
+        });
+    }
+    end_run(&mut items, &mut run, &mut run_start);
+    Chunk {
+        source,
+        lines,
+        items,
+    }
+}
+
+/// Adds the run being collected (if any) to `items`.
+fn end_run<'a>(
+    items: &mut Vec<Item<'a>>,
+    run: &mut RunBuilder<'a>,
+    start: &mut Option<(usize, &'a str)>,
+) {
+    if let Some((number, text)) = start.take() {
+        items.push(Item {
+            number,
+            text,
+            kind: ItemKind::Run(run.take()),
+        });
+    }
+}
+
+/// Parses the rule of an `-A CHAIN ...` line ahead of time; anything else is left for
+/// [`command`].
+fn prepare_command<'a>(
+    line: &'a str,
+    number: usize,
+    source: &TextSource,
+    words: &mut Vec<Cow<'a, str>>,
+    scratch: &mut Matches,
+) -> ItemKind<'a> {
+    if tokenize_into(line, words).is_err() {
+        return ItemKind::Other;
+    }
+    match words.as_slice() {
+        [verb, Cow::Borrowed(chain), rest @ ..] if verb == "-A" || verb == "--append" => {
+            let rule = parse_rule(rest, source, scratch)
+                .map(|(matches, target)| Rule::new(number, source.text(line), matches, target));
+            ItemKind::Append { chain, rule }
+        }
+        _ => ItemKind::Other,
+    }
+}
+
+/// Applies prepared chunks, in order, to the rulesets being built.
+struct Applier<'a> {
+    family: Family,
+    ruleset: Ruleset,
+    /// The IPv4 ruleset, once the separator line of a two-family text was seen.
+    ipv4: Option<Ruleset>,
+    open: Option<OpenTable>,
+    words: Vec<Cow<'a, str>>,
+    /// The number of lines before the next chunk.
+    base: usize,
+}
+
+impl<'a> Applier<'a> {
+    fn new(family: Family) -> Applier<'a> {
+        Applier {
+            family,
+            ruleset: Ruleset::default(),
+            ipv4: None,
+            open: None,
+            words: Vec::with_capacity(32),
+            base: 0,
+        }
+    }
+
+    /// Applies the lines of the next chunk.
+    fn chunk(&mut self, chunk: Chunk<'a>) -> Result<(), ParseError> {
+        let Chunk {
+            source,
+            lines,
+            items,
+        } = chunk;
+        for item in items {
+            let line_no = item.number;
+            let fail = |kind| ParseError {
+                line: line_no,
+                kind,
+            };
+            match item.kind {
+                ItemKind::Separator => {
+                    if self.family == Family::Two && self.ipv4.is_none() {
+                        commit_check(self.open.as_ref(), line_no - 1)?;
+                        self.ipv4 = Some(std::mem::take(&mut self.ruleset));
+                    }
+                }
+                ItemKind::Table(name) => {
+                    if let Some(t) = &self.open {
+                        return Err(fail(ParseErrorKind::NestedTable(t.kind.to_string())));
+                    }
+                    let kind = TableKind::from_name(name)
+                        .ok_or_else(|| fail(ParseErrorKind::UnknownTable(name.to_string())))?;
+                    let table = self.ruleset.table(kind).cloned().unwrap_or_default();
+                    self.open = Some(OpenTable {
+                        kind,
+                        table,
+                        recent_chains: [None; 4],
+                    });
+                }
+                ItemKind::Commit => {
+                    let t = self
+                        .open
+                        .take()
+                        .ok_or_else(|| fail(ParseErrorKind::CommitOutsideTable))?;
+                    *self.ruleset.table_mut(t.kind) = t.table;
+                }
+                kind => {
+                    let t = self
+                        .open
+                        .as_mut()
+                        .ok_or_else(|| fail(ParseErrorKind::OutsideTable(item.text.to_string())))?;
+                    if let ItemKind::Run(groups) = kind {
+                        for group in groups {
+                            append_group(t, &source, group)?;
+                        }
+                        continue;
+                    }
+                    let line = LineRef {
+                        source: &source,
+                        text: item.text,
+                        number: line_no,
+                    };
+                    in_table(t, &line, kind, &mut self.words).map_err(fail)?;
+                }
+            }
+        }
+        self.base += lines;
+        Ok(())
+    }
+
+    /// The IPv4 (or only) ruleset and the IPv6 one (empty without a separator line).
+    fn finish(self) -> Result<(Ruleset, Ruleset), ParseError> {
+        commit_check(self.open.as_ref(), self.base)?;
+        Ok(match self.ipv4 {
+            Some(ipv4) => (ipv4, self.ruleset),
+            None => (self.ruleset, Ruleset::default()),
+        })
+    }
+}
+
+/// The error for a text (or family) ending at `last_line` with a table still open.
+fn commit_check(open: Option<&OpenTable>, last_line: usize) -> Result<(), ParseError> {
     match open {
         Some(t) => Err(ParseError {
             line: last_line,
             kind: ParseErrorKind::MissingCommit(t.kind.to_string()),
         }),
-        None => Ok(ruleset),
+        None => Ok(()),
+    }
+}
+
+/// Applies a chain declaration or a command to the open table.
+fn in_table<'a>(
+    t: &mut OpenTable,
+    line: &LineRef<'_, 'a>,
+    kind: ItemKind<'a>,
+    words: &mut Vec<Cow<'a, str>>,
+) -> Result<(), ParseErrorKind> {
+    match kind {
+        ItemKind::Chain(decl) => {
+            let (name, policy) = chain_line(decl)
+                .ok_or_else(|| ParseErrorKind::BadChainLine(line.text.to_string()))?;
+            t.table.declare(line.source.text(name), policy);
+            Ok(())
+        }
+        ItemKind::Append { chain, rule } => append(t, line, chain, rule),
+        _ => {
+            tokenize_into(line.text, words)?;
+            command(t, line, words)
+        }
     }
 }
 
@@ -210,13 +499,19 @@ fn builtin_chains(kind: TableKind) -> &'static [&'static str] {
 /// Applies one `-A`/`-N`/`-X`/`-F` line to the open table.
 fn command(
     t: &mut OpenTable,
-    line: &LineRef<'_>,
+    line: &LineRef<'_, '_>,
     words: &[Cow<'_, str>],
 ) -> Result<(), ParseErrorKind> {
     let verb = &*words[0];
     let chain = words.get(1).map(|w| &**w);
     match (verb, chain) {
-        ("-A" | "--append", Some(chain)) => return append(t, line, chain, &words[2..]),
+        ("-A" | "--append", Some(chain)) => {
+            let rule =
+                parse_rule(&words[2..], line.source, &mut Vec::new()).map(|(matches, target)| {
+                    Rule::new(line.number, line.source.text(line.text), matches, target)
+                });
+            return append(t, line, chain, rule);
+        }
         ("-N" | "--new-chain", Some(chain)) if t.table.chain(chain).is_none() => {
             t.table.declare(line.source.text(chain), None);
         }
@@ -239,13 +534,48 @@ fn command(
     Ok(())
 }
 
-/// Adds the rule of an `-A CHAIN ...` line.
+/// Adds the rule of an `-A CHAIN ...` line (parsed, or why it could not be).
 fn append(
     t: &mut OpenTable,
-    line: &LineRef<'_>,
+    line: &LineRef<'_, '_>,
     chain: &str,
-    words: &[Cow<'_, str>],
+    rule: Result<Rule, String>,
 ) -> Result<(), ParseErrorKind> {
+    let index = chain_index(t, line.source, chain)?;
+    let rule = rule.map_err(|reason| ParseErrorKind::BadRule {
+        chain: chain.to_string(),
+        reason,
+    })?;
+    t.table.chains_mut()[index].rules.push(rule);
+    Ok(())
+}
+
+/// Adds the rules a run of `-A` lines gave one chain.
+fn append_group(
+    t: &mut OpenTable,
+    source: &TextSource,
+    group: Group<'_>,
+) -> Result<(), ParseError> {
+    let index = chain_index(t, source, group.chain).map_err(|kind| ParseError {
+        line: group.first_line,
+        kind,
+    })?;
+    let rules = &mut t.table.chains_mut()[index].rules;
+    if rules.is_empty() {
+        *rules = group.rules;
+    } else {
+        rules.extend(group.rules);
+    }
+    Ok(())
+}
+
+/// The position of the chain an `-A` line appends to; a built-in chain is declared on
+/// first use.
+fn chain_index(
+    t: &mut OpenTable,
+    source: &TextSource,
+    chain: &str,
+) -> Result<usize, ParseErrorKind> {
     let chains = t.table.chains();
     let cached = t
         .recent_chains
@@ -255,23 +585,16 @@ fn append(
         .find(|&i| &*chains[i].name == chain);
     let index = match cached.or_else(|| t.table.position(chain)) {
         Some(i) => i,
-        None if builtin_chains(t.kind).contains(&chain) => t
-            .table
-            .declare(line.source.text(chain), Some(Policy::Accept)),
+        None if builtin_chains(t.kind).contains(&chain) => {
+            t.table.declare(source.text(chain), Some(Policy::Accept))
+        }
         None => return Err(ParseErrorKind::UndeclaredChain(chain.to_string())),
     };
-    let (matches, target) =
-        parse_rule(words, line.source).map_err(|reason| ParseErrorKind::BadRule {
-            chain: chain.to_string(),
-            reason,
-        })?;
-    let rule = Rule::new(line.number, line.source.text(line.text), matches, target);
-    t.table.chains_mut()[index].rules.push(rule);
     if t.recent_chains[0] != Some(index) {
         t.recent_chains.copy_within(0..3, 1);
         t.recent_chains[0] = Some(index);
     }
-    Ok(())
+    Ok(index)
 }
 
 #[cfg(test)]
@@ -331,5 +654,125 @@ mod tests {
             dual.ipv4.chain(TableKind::Filter, "INPUT").unwrap().policy,
             Some(Policy::Accept)
         );
+    }
+
+    #[test]
+    fn newlines_are_counted_in_every_position() {
+        for text in [
+            "",
+            "\n",
+            "a\nb\n\n\u{e9}\n",
+            "0123456\n89\n\n\n\n\n\n\n\x0b\u{10a}\n",
+        ] {
+            let expected = text.bytes().filter(|&b| b == b'\n').count();
+            assert_eq!(count_newlines(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn runs_of_appends_keep_order_across_declarations() {
+        let text = "*filter\n:X - [0:0]\n:Y - [0:0]\n-A X -j ACCEPT\n-A INPUT -j X\n\
+                    -A X -j DROP\n:X - [0:0]\n-A X -j RETURN\n-A Y -j X\n-A X -j DROP\nCOMMIT\n";
+        let rs = Ruleset::parse(text).unwrap();
+        let lines = |c| {
+            let chain = rs.chain(TableKind::Filter, c).unwrap();
+            chain.rules.iter().map(|r| r.line).collect::<Vec<_>>()
+        };
+        assert_eq!(lines("X"), [8, 10]);
+        assert_eq!(lines("INPUT"), [5]);
+        assert_eq!(lines("Y"), [9]);
+        let table = rs.table(TableKind::Filter).unwrap();
+        let names: Vec<_> = table.chains().iter().map(|c| c.name.to_string()).collect();
+        assert_eq!(names, ["X", "Y", "INPUT"]);
+        let err = Ruleset::parse(
+            "*filter\n:X - [0:0]\n-A X -j ACCEPT\n-A NOPE -j DROP\n-A X -j DROP\nCOMMIT\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.line, err.kind),
+            (4, ParseErrorKind::UndeclaredChain("NOPE".into()))
+        );
+    }
+
+    /// A text big enough to be parsed in chunks: `rules` rules in one nat chain.
+    fn big_nat(rules: usize) -> String {
+        let mut text = String::from("*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-A - [0:0]\n");
+        for i in 0..rules {
+            text.push_str(&format!(
+                "-A KUBE-SERVICES -m comment --comment \"ns/svc{i}:p80 cluster IP\" -m tcp -p tcp -d 10.96.{}.{} --dport 80 -j KUBE-SVC-A\n",
+                i / 250,
+                i % 250
+            ));
+        }
+        text.push_str("COMMIT\n");
+        text
+    }
+
+    #[test]
+    fn large_texts_keep_rule_order_and_line_numbers() {
+        let text = big_nat(20_000);
+        assert!(text.len() > 2 * PARALLEL_MIN_BYTES);
+        let rs = Ruleset::parse(&text).unwrap();
+        let rules = &rs.chain(TableKind::Nat, "KUBE-SERVICES").unwrap().rules;
+        assert_eq!(rules.len(), 20_000);
+        for (i, rule) in rules.iter().enumerate() {
+            assert_eq!(rule.line, i + 4);
+            assert_eq!(
+                rule.comment(),
+                Some(format!("ns/svc{i}:p80 cluster IP").as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn large_texts_report_the_first_bad_line() {
+        let text = big_nat(20_000);
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[15_000] = "-A KUBE-SERVICES -s not-an-address -j KUBE-SVC-A";
+        lines[18_000] = "-A NOPE -j ACCEPT";
+        let err = Ruleset::parse(&lines.join("\n")).unwrap_err();
+        assert_eq!(err.line, 15_001);
+        lines[15_000] = "-A KUBE-SERVICES -m comment --comment \"open";
+        let err = Ruleset::parse(&lines.join("\n")).unwrap_err();
+        assert_eq!(err.line, 15_001);
+        assert!(matches!(err.kind, ParseErrorKind::Tokenize(_)));
+        lines[15_000] = "-A KUBE-SERVICES -j ACCEPT";
+        let err = Ruleset::parse(&lines.join("\n")).unwrap_err();
+        assert_eq!(
+            (err.line, err.kind),
+            (18_001, ParseErrorKind::UndeclaredChain("NOPE".into()))
+        );
+        let unfinished = text.trim_end().strip_suffix("COMMIT").unwrap();
+        let err = Ruleset::parse(unfinished).unwrap_err();
+        assert_eq!(
+            (err.line, err.kind),
+            (20_003, ParseErrorKind::MissingCommit("nat".into()))
+        );
+    }
+
+    #[test]
+    fn large_dual_stack_dump_splits_at_the_separator() {
+        let v4 = big_nat(10_000);
+        let text = format!("{v4}{IP6TABLES_SEPARATOR}\n{}", big_nat(10_000));
+        let dual = DualStackRuleset::parse(&text).unwrap();
+        assert_eq!(dual.ipv4.rule_count(), 10_000);
+        let v6 = &dual
+            .ipv6
+            .chain(TableKind::Nat, "KUBE-SERVICES")
+            .unwrap()
+            .rules;
+        assert_eq!(v6.len(), 10_000);
+        assert_eq!(v6[0].line, 10_009);
+        let unfinished = format!(
+            "{}\n{IP6TABLES_SEPARATOR}\n{}",
+            v4.trim_end().strip_suffix("COMMIT").unwrap().trim_end(),
+            big_nat(10_000)
+        );
+        let err = DualStackRuleset::parse(&unfinished).unwrap_err();
+        assert_eq!(
+            (err.line, err.kind),
+            (10_003, ParseErrorKind::MissingCommit("nat".into()))
+        );
+        assert_eq!(Ruleset::parse(&text).unwrap().rule_count(), 10_000);
     }
 }

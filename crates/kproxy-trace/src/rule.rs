@@ -29,11 +29,16 @@ type Modules<'a> = SmallVec<[ModuleUse<'a>; 4]>;
 /// Parses the words of a rule. An `Err` is a structural problem (a missing argument, a
 /// bad address); a module or target kproxy does not know becomes a reported
 /// [`Match::Unknown`] or [`Target::Unknown`] instead.
+///
+/// `scratch` is a list to build the matches in; it is left empty, so that it can be
+/// reused for the next rule without allocating.
 pub(crate) fn parse_rule<'a>(
     words: &'a [Cow<'a, str>],
     source: &TextSource,
-) -> Result<(Matches, Target), String> {
-    let mut matches = Matches::new();
+    scratch: &mut Matches,
+) -> Result<(Box<[Match]>, Target), String> {
+    scratch.clear();
+    let matches = scratch;
     let mut modules: Modules<'a> = SmallVec::new();
     let mut protocol_module: Option<usize> = None;
     let mut negate = false;
@@ -98,16 +103,16 @@ pub(crate) fn parse_rule<'a>(
             "-j" | "--jump" => {
                 let name = arg()?;
                 let options = target_options(&words[i..])?;
-                finish_modules(&modules, source, &mut matches);
-                return Ok((matches, parse_target(name, &options, source)));
+                finish_modules(&modules, source, matches);
+                return Ok((exact(matches), parse_target(name, &options, source)));
             }
             "-g" | "--goto" => {
                 let name = arg()?;
                 if let Some(extra) = words.get(i) {
                     return Err(format!("unexpected {extra:?} after -g {name}"));
                 }
-                finish_modules(&modules, source, &mut matches);
-                return Ok((matches, Target::Goto(source.text(name))));
+                finish_modules(&modules, source, matches);
+                return Ok((exact(matches), Target::Goto(source.text(name))));
             }
             option if option.starts_with("--") => {
                 i = module_option(words, i, negate, &mut modules, protocol_module)?;
@@ -116,8 +121,15 @@ pub(crate) fn parse_rule<'a>(
         }
         negate = false;
     }
-    finish_modules(&modules, source, &mut matches);
-    Ok((matches, Target::None))
+    finish_modules(&modules, source, matches);
+    Ok((exact(matches), Target::None))
+}
+
+/// Moves the matches into a slice of exactly their number.
+fn exact(matches: &mut Matches) -> Box<[Match]> {
+    let mut stored = Vec::with_capacity(matches.len());
+    stored.append(matches);
+    stored.into_boxed_slice()
 }
 
 /// Reads `--option [!] values...` starting with the option at `i - 1`, attaches it to the
@@ -242,7 +254,7 @@ mod tests {
             .into_iter()
             .map(|w| Cow::Owned(w.into_owned()))
             .collect();
-        let (matches, target) = parse_rule(&words, &source()).unwrap();
+        let (matches, target) = parse_rule(&words, &source(), &mut Vec::new()).unwrap();
         (matches.into_vec(), target)
     }
 
@@ -296,8 +308,8 @@ mod tests {
     fn structural_errors() {
         let mut words = Vec::new();
         tokenize_into("-s", &mut words).unwrap();
-        assert!(parse_rule(&words, &source()).is_err());
+        assert!(parse_rule(&words, &source(), &mut Vec::new()).is_err());
         tokenize_into("-s not-an-ip -j ACCEPT", &mut words).unwrap();
-        assert!(parse_rule(&words, &source()).is_err());
+        assert!(parse_rule(&words, &source(), &mut Vec::new()).is_err());
     }
 }

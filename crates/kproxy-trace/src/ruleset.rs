@@ -4,7 +4,6 @@ use crate::matches::Match;
 use crate::targets::Target;
 use crate::text::Text;
 use serde::Serialize;
-use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -68,9 +67,9 @@ pub enum Policy {
     Drop,
 }
 
-/// The conditions of one rule while it is parsed; most rules have few, so they are
-/// kept inline until the rule is stored.
-pub(crate) type Matches = SmallVec<[Match; 4]>;
+/// The conditions of one rule while it is parsed: a scratch list reused from rule to
+/// rule, copied into an exact-size slice when the rule is stored.
+pub(crate) type Matches = Vec<Match>;
 
 /// One rule: where it came from, what it matches and what it does.
 #[derive(Clone)]
@@ -105,11 +104,11 @@ impl PartialEq for Rule {
 
 impl Rule {
     /// A rule read from line `line`.
-    pub(crate) fn new(line: usize, text: Text, matches: Matches, target: Target) -> Rule {
+    pub(crate) fn new(line: usize, text: Text, matches: Box<[Match]>, target: Target) -> Rule {
         Rule {
             line,
             text,
-            matches: matches.into_vec().into_boxed_slice(),
+            matches,
             target,
         }
     }

@@ -78,20 +78,33 @@ impl fmt::Display for Text {
 /// The source text being parsed; makes [`Text`]s of its sub-slices without copying.
 pub(crate) struct TextSource {
     source: Arc<str>,
+    /// The address of the text that the parsed slices point into: the source itself, or
+    /// the original it was copied from.
+    base: usize,
 }
 
 impl TextSource {
     /// Wraps a whole text. Texts larger than 4 GiB are copied piece by piece.
     pub fn new(source: Arc<str>) -> TextSource {
-        TextSource { source }
+        let base = source.as_ptr() as usize;
+        TextSource { source, base }
+    }
+
+    /// A shared copy of `original`; slices of `original` become [`Text`]s of the copy.
+    /// Each parser thread copies its own chunk, so no reference count is shared between
+    /// threads while parsing.
+    pub fn copy_of(original: &str) -> TextSource {
+        TextSource {
+            source: Arc::from(original),
+            base: original.as_ptr() as usize,
+        }
     }
 
     /// A [`Text`] for `s`: shared if `s` lies inside the source, else a copy.
     pub fn text(&self, s: &str) -> Text {
-        let base = self.source.as_ptr() as usize;
         let at = s.as_ptr() as usize;
-        let inside = at >= base && at + s.len() <= base + self.source.len();
-        let start = at.wrapping_sub(base);
+        let inside = at >= self.base && at + s.len() <= self.base + self.source.len();
+        let start = at.wrapping_sub(self.base);
         match (u32::try_from(start), u32::try_from(start + s.len())) {
             (Ok(start), Ok(end)) if inside => Text {
                 source: Arc::clone(&self.source),
@@ -117,5 +130,14 @@ mod tests {
         let copied = src.text("elsewhere");
         assert_eq!(copied.to_string(), "elsewhere");
         assert!(!Arc::ptr_eq(&copied.source, &whole));
+    }
+
+    #[test]
+    fn slices_of_the_original_map_to_the_copy() {
+        let original = String::from("-A X -j KUBE-SVC-A");
+        let src = TextSource::copy_of(&original);
+        let text = src.text(&original[8..]);
+        assert_eq!(&*text, "KUBE-SVC-A");
+        assert!(Arc::ptr_eq(&text.source, &src.source));
     }
 }
