@@ -148,7 +148,7 @@ impl Chain {
 
 /// A rule appended to a chain. The body is nft expression syntax built by
 /// [`crate::render::expr`] from validated values.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     /// The chain it belongs to.
     pub chain: String,

@@ -18,19 +18,20 @@ pub enum Named {
     Map(String),
 }
 
-/// One operation. Rules are only ever added: chains are flushed and refilled.
+/// One operation. Rules are only ever added: chains are flushed and refilled. Objects are
+/// boxed so an operation stays small: a full sync holds hundreds of thousands of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     /// `add`: create unless it exists (elements: error if the key exists with another value).
-    Add(Object),
+    Add(Box<Object>),
     /// `create`: create, failing if it exists.
-    Create(Object),
+    Create(Box<Object>),
     /// `flush`: empty a table, chain, set or map.
     Flush(Named),
     /// `delete`: remove a table, chain, set or map.
     Delete(Named),
     /// `delete element`: remove one element.
-    DeleteElement(Element),
+    DeleteElement(Box<Element>),
 }
 
 /// Operations on one table, in order.
@@ -68,7 +69,7 @@ impl Transaction {
 
     /// Appends `add`.
     pub fn add(&mut self, object: impl Into<Object>) {
-        self.ops.push(Operation::Add(object.into()));
+        self.ops.push(Operation::Add(Box::new(object.into())));
     }
 
     /// Appends `flush`.
@@ -83,12 +84,17 @@ impl Transaction {
 
     /// Appends `delete element`.
     pub fn delete_element(&mut self, element: Element) {
-        self.ops.push(Operation::DeleteElement(element));
+        self.ops.push(Operation::DeleteElement(Box::new(element)));
     }
 
     /// Moves every operation of `other` (same table) to the end of this one.
     pub fn append(&mut self, other: &mut Transaction) {
         self.ops.append(&mut other.ops);
+    }
+
+    /// Makes room for `additional` more operations.
+    pub fn reserve(&mut self, additional: usize) {
+        self.ops.reserve_exact(additional);
     }
 
     /// The operations.

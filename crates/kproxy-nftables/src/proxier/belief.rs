@@ -1,26 +1,18 @@
 //! What the proxier remembers of each service port once its objects are sent: the names
-//! of its chains (with a digest of their rules) and sets and its elements, not the rule
-//! text (a sync moves the rules into its transaction). Also the per-service counts behind the no-local-endpoints gauges,
+//! of its chains and sets and its elements, not the rule text (a sync moves the rules into
+//! its transaction). Also the per-service counts behind the no-local-endpoints gauges,
 //! kept up to date port by port so no sync has to walk every service.
 
-use crate::nft::{Element, Rule};
+use crate::nft::Element;
 use crate::render::ServiceObjects;
 use kproxy_model::NamespacedName;
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
-
-/// A digest of a chain's rules: equal digests mean the chain need not be rewritten.
-pub fn rules_digest(rules: &[Rule]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    rules.hash(&mut hasher);
-    hasher.finish()
-}
 
 /// One service port as the kernel is believed to hold it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortBelief {
-    /// Its chains, service chains first, with the digest of their rules.
-    pub chains: Vec<(String, u64)>,
+    /// Its chains, service chains first.
+    pub chains: Vec<String>,
     /// Its `affinity-` sets.
     pub affinity_sets: Vec<String>,
     /// Its elements of the shared sets and maps.
@@ -35,10 +27,7 @@ impl PortBelief {
     /// The names and elements of freshly rendered objects.
     pub fn of(objects: &ServiceObjects) -> PortBelief {
         PortBelief {
-            chains: objects
-                .chains()
-                .map(|c| (c.name.clone(), rules_digest(&c.rules)))
-                .collect(),
+            chains: objects.chains().map(|c| c.name.clone()).collect(),
             affinity_sets: objects
                 .affinity_sets
                 .iter()

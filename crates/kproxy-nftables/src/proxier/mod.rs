@@ -314,10 +314,10 @@ impl NftablesProxier {
             .map(|s| s.name.as_str())
             .collect();
         if let Some(old) = &old {
-            for (chain, _) in old
+            for chain in old
                 .chains
                 .iter()
-                .filter(|(c, _)| !fresh_chains.contains(c.as_str()))
+                .filter(|c| !fresh_chains.contains(c.as_str()))
             {
                 w.flush_stale(chain);
                 self.stale.entry(chain.clone()).or_insert(now);
@@ -336,19 +336,13 @@ impl NftablesProxier {
         }
         if let Some(fresh) = fresh {
             let belief = PortBelief::of(&fresh);
-            let unchanged: BTreeSet<&(String, u64)> = old
-                .iter()
-                .flat_map(|o| &o.chains)
-                .filter(|c| belief.chains.contains(c))
-                .collect();
+            // Every chain of a changed port is rewritten, unchanged ones too: upstream's
+            // operation counts (checked by the conformance cases) depend on it.
             let chains = fresh
                 .service_chains
                 .into_iter()
                 .chain(fresh.endpoint_chains);
-            for (chain, digest) in chains.zip(belief.chains.iter().map(|(_, d)| *d)) {
-                if unchanged.contains(&(chain.name.clone(), digest)) {
-                    continue;
-                }
+            for chain in chains {
                 self.stale.remove(&chain.name);
                 self.kernel_chains.insert(chain.name.clone());
                 w.write_chain(&chain.name, chain.rules);
@@ -408,7 +402,7 @@ impl NftablesProxier {
         let active: BTreeSet<String> = self
             .ports
             .values()
-            .flat_map(|p| p.chains.iter().map(|(name, _)| name.clone()))
+            .flat_map(|p| p.chains.iter().cloned())
             .collect();
         let known: BTreeSet<String> = match table {
             Some(t) => t
@@ -557,6 +551,19 @@ impl SyncWriter {
 
     fn finish(mut self) -> Transaction {
         let mut tx = self.fixed;
+        tx.reserve(
+            [
+                &self.chains,
+                &self.sets,
+                &self.rules,
+                &self.element_deletes,
+                &self.element_adds,
+                &self.set_deletes,
+            ]
+            .iter()
+            .map(|part| part.len())
+            .sum(),
+        );
         for part in [
             &mut self.chains,
             &mut self.sets,
