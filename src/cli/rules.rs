@@ -1,12 +1,15 @@
-//! `kproxy rules`: print the iptables-restore input kproxy would apply for a cluster,
-//! without root and without touching the kernel.
+//! `kproxy rules`: print the iptables-restore input (or, with `--mode nftables`, the
+//! `nft -f` batch) kproxy would apply for a cluster, without root and without touching the
+//! kernel.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use ipnet::IpNet;
 use kproxy_iptables::{IptablesProxier, IptablesSettings, LocalDetector};
 use kproxy_model::{
     parse_cidr_sloppy, parse_manifest, ClusterStore, IpFamily, KubeObject, NodeFacts, Snapshot,
+    SnapshotChanges,
 };
+use kproxy_nftables::{KernelView, LocalTrafficDetector, NftablesProxier, ProxierSettings};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -46,6 +49,19 @@ pub struct RulesArgs {
     /// Add the nfacct counters current upstream kube-proxy adds.
     #[arg(long)]
     pub nfacct: bool,
+    /// Which mode's rules: iptables-restore input, or the nftables mode's first `nft -f`
+    /// batch into an absent table.
+    #[arg(long, value_enum, default_value_t = RulesMode::Iptables)]
+    pub mode: RulesMode,
+}
+
+/// The modes `kproxy rules` renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RulesMode {
+    /// iptables-restore input.
+    Iptables,
+    /// An `nft -f -` batch.
+    Nftables,
 }
 
 /// Renders the cluster; returns the restore text and the warnings about skipped objects.
@@ -63,13 +79,49 @@ pub fn render(args: &RulesArgs) -> Result<(String, Vec<String>), String> {
     let store = ClusterStore::from_objects(manifest.objects);
     let mut warnings = Vec::new();
     let snapshot = Snapshot::build(&store, family, &settings.topology.node_name, &mut warnings);
-    let mut proxier = IptablesProxier::new(settings);
-    let plan = proxier.sync(&snapshot, &BTreeSet::new(), Instant::now());
+    let text = match args.mode {
+        RulesMode::Iptables => {
+            let mut proxier = IptablesProxier::new(settings);
+            proxier
+                .sync(&snapshot, &BTreeSet::new(), Instant::now())
+                .restore
+                .to_string()
+        }
+        RulesMode::Nftables => render_nftables(args, &settings, &snapshot, &mut warnings)?,
+    };
     let mut messages: Vec<String> = warnings.iter().map(ToString::to_string).collect();
     messages.extend(store.unowned_slices().map(|s| {
         format!("EndpointSlice {s}: metadata.labels: no kubernetes.io/service-name label; ignored")
     }));
-    Ok((plan.restore.to_string(), messages))
+    Ok((text, messages))
+}
+
+/// The nftables mode's first sync into an absent table, with the same node facts and
+/// flags as the iptables rendering.
+fn render_nftables(
+    args: &RulesArgs,
+    iptables: &IptablesSettings,
+    snapshot: &Snapshot,
+    warnings: &mut Vec<kproxy_model::ModelWarning>,
+) -> Result<String, String> {
+    let mut settings = ProxierSettings::new(iptables.family, &iptables.topology.node_name);
+    settings.zone = iptables.topology.zone.clone();
+    settings.node_ip = iptables.node_ip;
+    settings.local_addresses = iptables.node_ip.into_iter().collect();
+    settings.local_detector = match &iptables.local_detector {
+        LocalDetector::Cidrs(nets) => nets.first().map_or(LocalTrafficDetector::None, |net| {
+            LocalTrafficDetector::ClusterCidr(*net)
+        }),
+        _ => LocalTrafficDetector::None,
+    };
+    settings.masquerade_all = iptables.masquerade_all;
+    settings.masquerade_bit = u8::try_from(args.iptables_masquerade_bit)
+        .map_err(|_| "--iptables-masquerade-bit must be between 0 and 31".to_string())?;
+    let mut proxier = NftablesProxier::new(settings).map_err(|e| e.to_string())?;
+    proxier.observe(KernelView::Absent);
+    let plan = proxier.sync(snapshot, &SnapshotChanges::default(), Instant::now());
+    warnings.extend(plan.warnings);
+    Ok(plan.main.render())
 }
 
 fn find_node(objects: &[KubeObject], name: Option<&str>) -> NodeFacts {

@@ -279,6 +279,24 @@ impl Layer {
 
     fn from_file(file: KubeProxyConfiguration) -> Self {
         let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+        // The nftables mode reads its own section, as kube-proxy does; the other modes
+        // read the iptables one.
+        let nftables = file.mode.as_deref().map(str::trim) == Some("nftables");
+        let (masquerade_all, masquerade_bit, sync_period, min_sync_period) = if nftables {
+            (
+                file.nftables.masquerade_all,
+                file.nftables.masquerade_bit,
+                file.nftables.sync_period,
+                file.nftables.min_sync_period,
+            )
+        } else {
+            (
+                file.iptables.masquerade_all,
+                file.iptables.masquerade_bit,
+                file.iptables.sync_period,
+                file.iptables.min_sync_period,
+            )
+        };
         Layer {
             kubeconfig: non_empty(file.client_connection.kubeconfig),
             bind_address: non_empty(file.bind_address),
@@ -289,11 +307,11 @@ impl Layer {
             detect_local_mode: non_empty(file.detect_local_mode),
             bridge_interface: non_empty(file.detect_local.bridge_interface),
             interface_name_prefix: non_empty(file.detect_local.interface_name_prefix),
-            masquerade_all: file.iptables.masquerade_all,
-            masquerade_bit: file.iptables.masquerade_bit,
+            masquerade_all,
+            masquerade_bit,
             localhost_node_ports: file.iptables.localhost_node_ports,
-            sync_period: file.iptables.sync_period,
-            min_sync_period: file.iptables.min_sync_period,
+            sync_period,
+            min_sync_period,
             node_port_addresses: file.node_port_addresses,
             config_sync_period: file.config_sync_period,
             conntrack_max_per_core: file.conntrack.max_per_core,
@@ -739,6 +757,57 @@ metricsBindAddress: 0.0.0.0:10249
         let overridden = resolve(&["--hostname-override=flag-node"], Some(FILE)).expect("valid");
         assert_eq!(overridden.node_name, "flag-node");
     }
+
+    #[test]
+    fn the_nftables_mode_reads_its_own_section() {
+        let sections = "iptables:
+  masqueradeAll: false
+  masqueradeBit: 15
+  syncPeriod: 1m0s
+  minSyncPeriod: 5s
+nftables:
+  masqueradeAll: true
+  masqueradeBit: 16
+  syncPeriod: 2m0s
+  minSyncPeriod: 3s
+";
+        let file = |mode: &str| format!("{FILE_HEADER}mode: {mode}\n{sections}");
+        let nft = resolve(&[], Some(&file("nftables"))).expect("valid");
+        assert_eq!(nft.mode, ModeName::Nftables);
+        assert!(nft.masquerade_all);
+        assert_eq!(nft.masquerade_bit, 16);
+        assert_eq!(nft.sync_period, Duration::from_secs(120));
+        assert_eq!(nft.min_sync_period, Duration::from_secs(3));
+        let ipt = resolve(&[], Some(&file("iptables"))).expect("valid");
+        assert!(!ipt.masquerade_all);
+        assert_eq!(ipt.masquerade_bit, 15);
+        assert_eq!(ipt.sync_period, Duration::from_secs(60));
+        assert_eq!(ipt.min_sync_period, Duration::from_secs(5));
+        let defaults = resolve(
+            &[],
+            Some(&format!(
+                "{FILE_HEADER}mode: nftables\niptables:\n  masqueradeBit: 15\n"
+            )),
+        )
+        .expect("valid");
+        assert_eq!(
+            defaults.masquerade_bit, 14,
+            "the iptables section is not read"
+        );
+        assert_eq!(defaults.sync_period, Duration::from_secs(30));
+        let bad = resolve(
+            &[],
+            Some(&format!(
+                "{FILE_HEADER}mode: nftables\nnftables:\n  masqueradeBit: 32\n"
+            )),
+        );
+        assert!(bad.is_err());
+    }
+
+    const FILE_HEADER: &str = "apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+hostnameOverride: node-a
+";
 
     #[test]
     fn invalid_values_name_the_flag() {

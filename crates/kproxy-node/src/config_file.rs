@@ -21,7 +21,6 @@ const KNOWN_UNUSED: &[&str] = &[
     "oomScoreAdj",
     "portRange",
     "bindAddressHardFail",
-    "nftables",
     "winkernel",
     "logging",
     "udpIdleTimeout",
@@ -71,6 +70,9 @@ pub struct KubeProxyConfiguration {
     /// `ipvs`.
     #[serde(default)]
     pub ipvs: IpvsSection,
+    /// `nftables`.
+    #[serde(default)]
+    pub nftables: NftablesSection,
     /// `configSyncPeriod`.
     #[serde(default, deserialize_with = "go_duration")]
     pub config_sync_period: Option<Duration>,
@@ -113,6 +115,25 @@ pub struct IptablesSection {
     pub masquerade_bit: Option<u32>,
     /// `localhostNodePorts`.
     pub localhost_node_ports: Option<bool>,
+    /// `syncPeriod`.
+    #[serde(default, deserialize_with = "go_duration")]
+    pub sync_period: Option<Duration>,
+    /// `minSyncPeriod`.
+    #[serde(default, deserialize_with = "go_duration")]
+    pub min_sync_period: Option<Duration>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+/// `nftables`: what the nftables mode uses in place of the `iptables` section's fields.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NftablesSection {
+    /// `masqueradeAll`.
+    pub masquerade_all: Option<bool>,
+    /// `masqueradeBit`.
+    pub masquerade_bit: Option<u32>,
     /// `syncPeriod`.
     #[serde(default, deserialize_with = "go_duration")]
     pub sync_period: Option<Duration>,
@@ -230,13 +251,14 @@ impl KubeProxyConfiguration {
     /// Fields present in the file that kproxy does not know (`iptables.foo`), for a
     /// warning; kube-proxy likewise falls back to lenient decoding with a warning.
     pub fn unknown_fields(&self) -> Vec<String> {
-        let sections: [(&str, &BTreeMap<String, Value>); 6] = [
+        let sections: [(&str, &BTreeMap<String, Value>); 7] = [
             ("", &self.other),
             ("clientConnection.", &self.client_connection.other),
             ("detectLocal.", &self.detect_local.other),
             ("iptables.", &self.iptables.other),
             ("conntrack.", &self.conntrack.other),
             ("ipvs.", &self.ipvs.other),
+            ("nftables.", &self.nftables.other),
         ];
         sections
             .iter()
@@ -276,6 +298,11 @@ ipvs:
   strictARP: true
   excludeCIDRs: [10.1.0.0/16]
   tcpFinTimeout: 30s
+nftables:
+  masqueradeAll: true
+  masqueradeBit: 15
+  minSyncPeriod: 2s
+  syncPeriod: 1m0s
 nodePortAddresses: null
 configSyncPeriod: 15m0s
 someFutureField: 1
@@ -301,6 +328,13 @@ someFutureField: 1
         assert_eq!(config.ipvs.strict_arp, Some(true));
         assert_eq!(config.ipvs.exclude_cidrs, Some(vec!["10.1.0.0/16".into()]));
         assert_eq!(config.ipvs.tcp_fin_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(config.nftables.masquerade_all, Some(true));
+        assert_eq!(config.nftables.masquerade_bit, Some(15));
+        assert_eq!(
+            config.nftables.min_sync_period,
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(config.nftables.sync_period, Some(Duration::from_secs(60)));
         assert_eq!(config.unknown_fields(), ["someFutureField"]);
     }
 

@@ -1,5 +1,5 @@
 //! The agent under test: `kproxy` with kube-proxy's flags, pointed at the fake API server,
-//! its iptables-restore replaced by the relay. Stopped (SIGTERM, then SIGKILL) on drop.
+//! its iptables-restore (iptables mode) or nft (nftables mode) replaced by the relay. Stopped (SIGTERM, then SIGKILL) on drop.
 
 use crate::args::{Backend, Mode};
 use crate::cluster::{CLUSTER_CIDR, NODE_NAME};
@@ -27,7 +27,7 @@ pub struct AgentCommand {
     pub metrics: SocketAddr,
     /// Where `/healthz` is served.
     pub healthz: SocketAddr,
-    /// The relay script that stands in for iptables-restore.
+    /// The relay script that stands in for iptables-restore or nft.
     pub restore_relay: PathBuf,
     /// `--iptables-restore-timeout`.
     pub restore_timeout: Duration,
@@ -77,7 +77,7 @@ impl AgentCommand {
             std::fs::File::create(&self.log).map_err(|e| format!("{}: {e}", self.log.display()))?;
         let child = Command::new(&self.binary)
             .args(self.args())
-            .env("KPROXY_IPTABLES_RESTORE", &self.restore_relay)
+            .env(self.mode.tool_env(), &self.restore_relay)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

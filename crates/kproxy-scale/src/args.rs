@@ -17,7 +17,8 @@ pub struct Cli {
 /// Internal subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Internal: stands in for iptables-restore, counts the bytes and time of each call.
+    /// Internal: stands in for iptables-restore or nft, counts the bytes and time of each
+    /// call.
     #[command(hide = true)]
     RestoreRelay(RelayArgs),
 }
@@ -93,6 +94,22 @@ impl Mode {
             Mode::Nftables => "nftables",
         }
     }
+
+    /// The environment variable that points the agent at the relay.
+    pub fn tool_env(self) -> &'static str {
+        match self {
+            Mode::Iptables => "KPROXY_IPTABLES_RESTORE",
+            Mode::Nftables => "KPROXY_NFT",
+        }
+    }
+
+    /// The tool the agent feeds rules to, as the report names it.
+    pub fn tool_label(self) -> &'static str {
+        match self {
+            Mode::Iptables => "iptables-restore",
+            Mode::Nftables => "nft -f",
+        }
+    }
 }
 
 /// Arguments of the restore relay.
@@ -101,7 +118,7 @@ pub struct RelayArgs {
     /// Where to append one line per call: bytes, microseconds, exit code.
     #[arg(long)]
     pub log: PathBuf,
-    /// The real iptables-restore.
+    /// The real iptables-restore or nft.
     #[arg(long)]
     pub real: PathBuf,
     /// The arguments the agent passed.

@@ -1,7 +1,9 @@
 //! The kernel's floor: how long the backend's iptables-restore alone takes to load the
 //! full ruleset kproxy renders for the cluster (`kproxy rules`) into an empty namespace, then
 //! one small `--noflush` change into that full table; and the full ruleset once more the way
-//! the agent restores it (`--noflush --counters`).
+//! the agent restores it (`--noflush --counters`). In the nftables mode: `nft -f` of the
+//! mode's first batch (`kproxy rules --mode nftables`) into an empty namespace, then one
+//! small batch into that full table.
 
 use crate::args::Backend;
 use crate::exec::{run, run_ok};
@@ -14,6 +16,9 @@ const SMALL_CHANGE: &str = "*nat\n\
     :KUBE-SCALE-FLOOR - [0:0]\n\
     -A KUBE-SCALE-FLOOR -p tcp -m tcp -j DNAT --to-destination 10.127.255.1:8080\n\
     COMMIT\n";
+/// The nftables mode's small change: one new chain with one DNAT rule.
+const SMALL_NFT_CHANGE: &str = "add chain ip kube-proxy scale-floor\n\
+    add rule ip kube-proxy scale-floor meta l4proto tcp dnat to 10.127.255.1:8080\n";
 /// How long `kproxy rules` may take.
 const RENDER_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -32,7 +37,7 @@ pub struct Floor {
     #[serde(serialize_with = "crate::report::optional_seconds")]
     pub small_change: Option<Duration>,
     /// The full ruleset with `--noflush --counters`, as the agent restores it, into
-    /// another empty namespace.
+    /// another empty namespace (iptables mode only).
     #[serde(serialize_with = "crate::report::optional_seconds")]
     pub full_restore_noflush: Option<Duration>,
 }
@@ -75,7 +80,41 @@ pub fn measure(
     })
 }
 
-/// The backend's iptables-restore with a deadline.
+/// The nftables floor: `nft -f -` of the mode's first batch into an empty namespace
+/// `NETNS_PREFIX-1`, then one small batch into that full table.
+pub fn measure_nft(
+    kproxy: &Path,
+    cluster_file: &Path,
+    netns_prefix: &str,
+    timeout: Duration,
+) -> Result<Floor, String> {
+    let kproxy = kproxy.to_string_lossy();
+    let file = cluster_file.to_string_lossy();
+    let args = ["rules", "--mode", "nftables", "-f", &file];
+    let ruleset = run_ok(&kproxy, &args, RENDER_TIMEOUT)?.stdout;
+    let nft = Restore {
+        program: "nft".to_string(),
+        timeout,
+    };
+    let netns = Netns::create(&format!("{netns_prefix}-1"))?;
+    let (full_restore, small_change) = netns.run_inside(|| {
+        let full = nft.timed(&["-f", "-"], &ruleset)?;
+        let small = match full {
+            Some(_) => nft.timed(&["-f", "-"], SMALL_NFT_CHANGE.as_bytes())?,
+            None => None,
+        };
+        Ok::<_, String>((full, small))
+    })??;
+    Ok(Floor {
+        ruleset_bytes: ruleset.len() as u64,
+        ruleset_lines: ruleset.iter().filter(|b| **b == b'\n').count() as u64,
+        full_restore,
+        small_change,
+        full_restore_noflush: None,
+    })
+}
+
+/// The backend's iptables-restore (or nft) with a deadline.
 struct Restore {
     program: String,
     timeout: Duration,

@@ -1,6 +1,7 @@
 //! The restore relay: the agent runs it in place of iptables-restore (through
-//! `KPROXY_IPTABLES_RESTORE`); it passes stdin and the arguments on to the real tool and
-//! appends one line per call to a log: bytes fed, microseconds, exit code.
+//! `KPROXY_IPTABLES_RESTORE`) or nft (`KPROXY_NFT`); it passes stdin and the arguments on
+//! to the real tool and appends one line per call to a log: bytes fed, microseconds, exit
+//! code.
 
 use crate::args::RelayArgs;
 use std::fs::OpenOptions;
@@ -63,12 +64,14 @@ fn relay(args: &RelayArgs) -> std::io::Result<i32> {
     Ok(code)
 }
 
-/// Reads the calls logged so far (none if the log does not exist yet).
+/// Reads the calls logged so far that fed the tool rules (none if the log does not
+/// exist yet). Calls without input (the nftables mode's `nft list` probes) are left out.
 pub fn read_log(path: &Path) -> Vec<RestoreCall> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .filter_map(parse_line)
+        .filter(|call| call.bytes > 0)
         .collect()
 }
 

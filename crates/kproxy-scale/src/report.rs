@@ -176,11 +176,29 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "  fed to iptables-restore {} in {} call(s)",
+            "  fed to {} {} in {} call(s)",
+            self.mode.tool_label(),
             mib(self.restore_bytes),
             self.restore_calls
         )?;
         match &self.floor {
+            Ok(floor) if self.mode == Mode::Nftables => {
+                writeln!(
+                    f,
+                    "  floor: nft -f of the full ruleset ({}, {} lines) into an empty namespace: {}",
+                    mib(floor.ruleset_bytes),
+                    floor.ruleset_lines,
+                    time(floor.full_restore, &limit),
+                )?;
+                let small = match floor.full_restore {
+                    Some(_) => time(floor.small_change, &limit),
+                    None => "not run (no full table)".into(),
+                };
+                writeln!(
+                    f,
+                    "  floor: one small nft -f change (a chain, a rule) into the full table: {small}"
+                )?;
+            }
             Ok(floor) => {
                 writeln!(
                     f,

@@ -122,16 +122,13 @@ fn measure(
     network.node.kill_leftovers();
     drop(runtime);
     let calls = read_log(&session.restore_log);
+    let floor_netns = format!("{}-floor", network.prefix);
     let floor = match (args.no_floor, args.mode) {
         (true, _) => Err("--no-floor".into()),
-        (false, Mode::Nftables) => Err("kproxy rules renders iptables only".into()),
-        (false, Mode::Iptables) => floor::measure(
-            kproxy,
-            &cluster_file,
-            args.backend,
-            &format!("{}-floor", network.prefix),
-            timeout,
-        ),
+        (false, Mode::Nftables) => floor::measure_nft(kproxy, &cluster_file, &floor_netns, timeout),
+        (false, Mode::Iptables) => {
+            floor::measure(kproxy, &cluster_file, args.backend, &floor_netns, timeout)
+        }
     };
     Ok(Report {
         services: shape.services,
@@ -228,9 +225,16 @@ fn agent_command(
     kubeconfig: PathBuf,
     workdir: &Workdir,
 ) -> Result<AgentCommand, String> {
-    let real = find_tool(&format!("iptables-{}-restore", args.backend.name()))?;
+    let (tool, relay_name) = match args.mode {
+        Mode::Iptables => (
+            format!("iptables-{}-restore", args.backend.name()),
+            "iptables-restore",
+        ),
+        Mode::Nftables => ("nft".to_string(), "nft"),
+    };
+    let real = find_tool(&tool)?;
     let harness = std::env::current_exe().map_err(|e| format!("locating this program: {e}"))?;
-    let relay = workdir.file("iptables-restore");
+    let relay = workdir.file(relay_name);
     let script = relay::script(&harness, &workdir.file("restores.log"), &real);
     std::fs::write(&relay, script).map_err(|e| format!("{}: {e}", relay.display()))?;
     use std::os::unix::fs::PermissionsExt;

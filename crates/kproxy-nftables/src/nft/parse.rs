@@ -60,16 +60,16 @@ fn parse_line(line: &str) -> Result<Vec<Command>, String> {
             .into_iter()
             .map(|o| {
                 if verb == "add" {
-                    Operation::Add(o)
+                    Operation::Add(Box::new(o))
                 } else {
-                    Operation::Create(o)
+                    Operation::Create(Box::new(o))
                 }
             })
             .collect(),
         "flush" => vec![Operation::Flush(named(kind, rest)?)],
         "delete" if kind == "element" => parse_elements(rest)?
             .into_iter()
-            .map(Operation::DeleteElement)
+            .map(|e| Operation::DeleteElement(Box::new(e)))
             .collect(),
         "delete" => vec![Operation::Delete(named(kind, rest)?)],
         _ => return Err(format!("unsupported command {verb:?} {kind:?}")),

@@ -120,7 +120,14 @@ impl RulesetState {
         op: &Operation,
     ) -> Result<(), StateError> {
         let key = (family, table.to_string());
-        if let Operation::Add(Object::Table(t)) | Operation::Create(Object::Table(t)) = op {
+        let table_object = match op {
+            Operation::Add(object) | Operation::Create(object) => match object.as_ref() {
+                Object::Table(t) => Some(t),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(t) = table_object {
             let entry = self.tables.entry(key).or_default();
             if t.comment.is_some() {
                 entry.comment = t.comment.clone();

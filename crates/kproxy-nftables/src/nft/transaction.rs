@@ -18,19 +18,20 @@ pub enum Named {
     Map(String),
 }
 
-/// One operation. Rules are only ever added: chains are flushed and refilled.
+/// One operation. Rules are only ever added: chains are flushed and refilled. Objects are
+/// boxed so an operation stays small: a full sync holds hundreds of thousands of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     /// `add`: create unless it exists (elements: error if the key exists with another value).
-    Add(Object),
+    Add(Box<Object>),
     /// `create`: create, failing if it exists.
-    Create(Object),
+    Create(Box<Object>),
     /// `flush`: empty a table, chain, set or map.
     Flush(Named),
     /// `delete`: remove a table, chain, set or map.
     Delete(Named),
     /// `delete element`: remove one element.
-    DeleteElement(Element),
+    DeleteElement(Box<Element>),
 }
 
 /// Operations on one table, in order.
@@ -68,7 +69,7 @@ impl Transaction {
 
     /// Appends `add`.
     pub fn add(&mut self, object: impl Into<Object>) {
-        self.ops.push(Operation::Add(object.into()));
+        self.ops.push(Operation::Add(Box::new(object.into())));
     }
 
     /// Appends `flush`.
@@ -83,12 +84,17 @@ impl Transaction {
 
     /// Appends `delete element`.
     pub fn delete_element(&mut self, element: Element) {
-        self.ops.push(Operation::DeleteElement(element));
+        self.ops.push(Operation::DeleteElement(Box::new(element)));
     }
 
     /// Moves every operation of `other` (same table) to the end of this one.
     pub fn append(&mut self, other: &mut Transaction) {
         self.ops.append(&mut other.ops);
+    }
+
+    /// Makes room for `additional` more operations.
+    pub fn reserve(&mut self, additional: usize) {
+        self.ops.reserve_exact(additional);
     }
 
     /// The operations.
@@ -108,7 +114,8 @@ impl Transaction {
 
     /// The `nft -f -` text, one operation per line.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(self.ops.len() * 96);
+        // About 115 bytes per operation in a full sync: one allocation, no regrowth.
+        let mut out = String::with_capacity(self.ops.len() * 128);
         for op in &self.ops {
             self.render_op(op, &mut out);
             out.push('\n');
@@ -152,7 +159,17 @@ impl Transaction {
         let _ = match object {
             Object::Table(t) => write!(out, "{}", table_body(t)),
             Object::Chain(c) => write!(out, " {}{}", c.name, chain_body(c)),
-            Object::Rule(r) => write!(out, " {} {}", r.chain, rule_text(r)),
+            Object::Rule(r) => {
+                out.push(' ');
+                out.push_str(&r.chain);
+                out.push(' ');
+                out.push_str(&r.body);
+                if let Some(c) = &r.comment {
+                    out.push_str(" comment ");
+                    out.push_str(&quote_comment(c));
+                }
+                Ok(())
+            }
             Object::Set(s) => write!(out, " {} {}", s.name, set_body(s)),
             Object::Map(m) => write!(out, " {} {}", m.name, map_body(m)),
             Object::Element(e) => write!(out, " {} {{ {} }}", e.container, element_text(e)),
@@ -193,14 +210,6 @@ fn braced(parts: &[String]) -> String {
     }
     out.push_str(" }");
     out
-}
-
-/// A rule's text after the chain name: body plus quoted comment.
-pub fn rule_text(rule: &Rule) -> String {
-    match &rule.comment {
-        Some(c) => format!("{} comment {}", rule.body, quote_comment(c)),
-        None => rule.body.clone(),
-    }
 }
 
 fn set_body(set: &Set) -> String {

@@ -12,10 +12,11 @@ fn key_of(e: &Element) -> ElementKey {
     (e.container.clone(), e.key.clone())
 }
 
-/// Desired elements with their owners, and the kernel's believed elements.
+/// Desired elements with their owners (a short list sorted by owner: almost every key
+/// has one), and the kernel's believed elements.
 #[derive(Debug, Clone, Default)]
 pub struct ElementBook {
-    wanted: BTreeMap<ElementKey, BTreeMap<ServicePortName, Element>>,
+    wanted: BTreeMap<ElementKey, Vec<(ServicePortName, Element)>>,
     kernel: BTreeMap<ElementKey, Element>,
 }
 
@@ -40,7 +41,9 @@ impl ElementBook {
         for e in elements {
             let key = key_of(e);
             if let Some(owners) = self.wanted.get_mut(&key) {
-                owners.remove(owner);
+                if let Ok(i) = owners.binary_search_by(|(o, _)| o.cmp(owner)) {
+                    owners.remove(i);
+                }
                 if owners.is_empty() {
                     self.wanted.remove(&key);
                 }
@@ -58,11 +61,10 @@ impl ElementBook {
     ) {
         for e in elements {
             let key = key_of(e);
-            self.wanted
-                .entry(key.clone())
-                .or_default()
-                .entry(owner.clone())
-                .or_insert_with(|| e.clone());
+            let owners = self.wanted.entry(key.clone()).or_default();
+            if let Err(i) = owners.binary_search_by(|(o, _)| o.cmp(owner)) {
+                owners.insert(i, (owner.clone(), e.clone()));
+            }
             touched.insert(key);
         }
     }
@@ -80,7 +82,8 @@ impl ElementBook {
     fn effective(&self, key: &ElementKey) -> Option<&Element> {
         self.wanted
             .get(key)
-            .and_then(|owners| owners.values().next())
+            .and_then(|owners| owners.first())
+            .map(|(_, e)| e)
     }
 
     /// Writes deletions then additions for `keys` into `deletes`/`adds`, and updates the

@@ -14,16 +14,17 @@
 //! # Ok(()) }
 //! ```
 
+mod belief;
 mod elements;
 
 use crate::naming::is_service_chain;
 use crate::nft::{Chain, Family, Named, NftError, NftRunner, Rule, TableState, Transaction};
 use crate::render::{render_fixed, render_service, ServiceObjects, ELEMENT_CONTAINERS};
 use crate::settings::{LocalTrafficDetector, ProxierSettings};
+use belief::{NoLocalCounts, PortBelief};
 use elements::{ElementBook, ElementKey};
-use kproxy_model::{ModelWarning, NamespacedName, ServicePortName, Snapshot, SnapshotChanges};
+use kproxy_model::{ModelWarning, ServicePortName, Snapshot, SnapshotChanges};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a flushed service chain is kept before it is deleted (kernels before 6.2
@@ -91,7 +92,8 @@ pub struct NftablesProxier {
     full_sync_needed: bool,
     started: bool,
     view: Option<KernelView>,
-    ports: BTreeMap<ServicePortName, Arc<ServiceObjects>>,
+    ports: BTreeMap<ServicePortName, PortBelief>,
+    no_local: NoLocalCounts,
     elements: ElementBook,
     kernel_chains: BTreeSet<String>,
     kernel_affinity_sets: BTreeSet<String>,
@@ -109,6 +111,7 @@ impl NftablesProxier {
             started: false,
             view: None,
             ports: BTreeMap::new(),
+            no_local: NoLocalCounts::default(),
             elements: ElementBook::default(),
             kernel_chains: BTreeSet::new(),
             kernel_affinity_sets: BTreeSet::new(),
@@ -158,17 +161,7 @@ impl NftablesProxier {
     /// Services (once each) with a Local internal / external policy, endpoints, and
     /// none of them local: the `sync_proxy_rules_no_local_endpoints_total` gauges.
     pub fn no_local_endpoints(&self) -> (usize, usize) {
-        let mut internal: BTreeSet<&NamespacedName> = BTreeSet::new();
-        let mut external: BTreeSet<&NamespacedName> = BTreeSet::new();
-        for (name, objects) in &self.ports {
-            if objects.no_local_internal {
-                internal.insert(&name.service);
-            }
-            if objects.no_local_external {
-                external.insert(&name.service);
-            }
-        }
-        (internal.len(), external.len())
+        self.no_local.services()
     }
 
     /// Plans one sync: `changes` are the service ports whose service or endpoints
@@ -269,9 +262,9 @@ impl NftablesProxier {
         &self,
         entry: &kproxy_model::ServiceEntry,
         warnings: &mut Vec<ModelWarning>,
-    ) -> Option<Arc<ServiceObjects>> {
+    ) -> Option<ServiceObjects> {
         match render_service(&self.settings, entry, &self.settings.topology()) {
-            Ok(objects) => Some(Arc::new(objects)),
+            Ok(objects) => Some(objects),
             Err(e) => {
                 warnings.push(ModelWarning {
                     object: format!("Service {}", entry.service.name.service),
@@ -305,7 +298,7 @@ impl NftablesProxier {
     fn replace_port(
         &mut self,
         name: &ServicePortName,
-        fresh: Option<Arc<ServiceObjects>>,
+        fresh: Option<ServiceObjects>,
         now: Instant,
         w: &mut SyncWriter,
     ) {
@@ -322,36 +315,46 @@ impl NftablesProxier {
             .collect();
         if let Some(old) = &old {
             for chain in old
-                .chains()
-                .filter(|c| !fresh_chains.contains(c.name.as_str()))
+                .chains
+                .iter()
+                .filter(|c| !fresh_chains.contains(c.as_str()))
             {
-                w.flush_stale(&chain.name);
-                self.stale.entry(chain.name.clone()).or_insert(now);
+                w.flush_stale(chain);
+                self.stale.entry(chain.clone()).or_insert(now);
             }
             for set in old
                 .affinity_sets
                 .iter()
-                .filter(|s| !fresh_sets.contains(s.name.as_str()))
+                .filter(|s| !fresh_sets.contains(s.as_str()))
             {
-                w.delete_set(&set.name);
-                self.kernel_affinity_sets.remove(&set.name);
+                w.delete_set(set);
+                self.kernel_affinity_sets.remove(set);
             }
             self.elements
                 .remove_owner(name, &old.elements, &mut w.touched);
+            self.no_local.remove(&name.service, old);
         }
         if let Some(fresh) = fresh {
-            for chain in fresh.chains() {
-                w.write_chain(&chain.name, &chain.rules);
+            let belief = PortBelief::of(&fresh);
+            // Every chain of a changed port is rewritten, unchanged ones too: upstream's
+            // operation counts (checked by the conformance cases) depend on it.
+            let chains = fresh
+                .service_chains
+                .into_iter()
+                .chain(fresh.endpoint_chains);
+            for chain in chains {
                 self.stale.remove(&chain.name);
                 self.kernel_chains.insert(chain.name.clone());
+                w.write_chain(&chain.name, chain.rules);
             }
-            for set in &fresh.affinity_sets {
-                w.sets.add(set.clone());
+            for set in fresh.affinity_sets {
                 self.kernel_affinity_sets.insert(set.name.clone());
+                w.sets.add(set);
             }
             self.elements
-                .add_owner(name, &fresh.elements, &mut w.touched);
-            self.ports.insert(name.clone(), fresh);
+                .add_owner(name, &belief.elements, &mut w.touched);
+            self.no_local.add(&name.service, &belief);
+            self.ports.insert(name.clone(), belief);
         }
     }
 
@@ -365,20 +368,31 @@ impl NftablesProxier {
         let mut w = SyncWriter::new(self.family, &self.settings.table);
         render_fixed(&self.settings, !self.started, &mut w.fixed);
         self.ports.clear();
+        self.no_local.clear();
         self.elements.clear_wanted();
+        let mut rendered = Vec::new();
         for (name, entry) in snapshot.entries() {
             if let Some(objects) = self.render(entry, warnings) {
-                self.ports.insert(name.clone(), objects);
+                let belief = PortBelief::of(&objects);
+                self.no_local.add(&name.service, &belief);
+                self.ports.insert(name.clone(), belief);
+                rendered.push(objects);
             }
         }
-        self.full_sync_chains(&view, now, &mut w);
+        self.full_sync_chains(&view, rendered, now, &mut w);
         self.full_sync_elements(&view, &mut w);
         w.finish()
     }
 
     /// Flushes (and schedules for deletion) chains no port uses. What exists is taken from
     /// the listed table; an absent table has none; when listing failed, from belief.
-    fn full_sync_chains(&mut self, view: &KernelView, now: Instant, w: &mut SyncWriter) {
+    fn full_sync_chains(
+        &mut self,
+        view: &KernelView,
+        rendered: Vec<ServiceObjects>,
+        now: Instant,
+        w: &mut SyncWriter,
+    ) {
         let empty = TableState::default();
         let table = match view {
             KernelView::Present(t) => Some(t),
@@ -388,8 +402,7 @@ impl NftablesProxier {
         let active: BTreeSet<String> = self
             .ports
             .values()
-            .flat_map(|p| p.chains())
-            .map(|c| c.name.clone())
+            .flat_map(|p| p.chains.iter().cloned())
             .collect();
         let known: BTreeSet<String> = match table {
             Some(t) => t
@@ -409,8 +422,7 @@ impl NftablesProxier {
         let active_sets: BTreeSet<String> = self
             .ports
             .values()
-            .flat_map(|p| &p.affinity_sets)
-            .map(|s| s.name.clone())
+            .flat_map(|p| p.affinity_sets.iter().cloned())
             .collect();
         let known_sets: BTreeSet<String> = match table {
             Some(t) => t
@@ -424,23 +436,23 @@ impl NftablesProxier {
         for name in known_sets.difference(&active_sets) {
             w.delete_set(name);
         }
-        for objects in self.ports.values() {
+        for objects in rendered {
             objects
                 .service_chains
-                .iter()
-                .for_each(|c| w.write_chain(&c.name, &c.rules));
-            for chain in &objects.endpoint_chains {
+                .into_iter()
+                .for_each(|c| w.write_chain(&c.name, c.rules));
+            for chain in objects.endpoint_chains {
                 let same = table
                     .and_then(|t| t.chains.get(&chain.name))
                     .is_some_and(|existing| existing.rules == chain.rules);
                 if !same {
-                    w.write_chain(&chain.name, &chain.rules);
+                    w.write_chain(&chain.name, chain.rules);
                 }
             }
             objects
                 .affinity_sets
-                .iter()
-                .for_each(|s| w.sets.add(s.clone()));
+                .into_iter()
+                .for_each(|s| w.sets.add(s));
         }
         self.kernel_chains = active
             .union(&self.stale.keys().cloned().collect())
@@ -523,10 +535,10 @@ impl SyncWriter {
         }
     }
 
-    fn write_chain(&mut self, name: &str, rules: &[Rule]) {
+    fn write_chain(&mut self, name: &str, rules: Vec<Rule>) {
         self.chains.add(Chain::regular(name));
         self.chains.flush(Named::Chain(name.to_string()));
-        rules.iter().for_each(|r| self.rules.add(r.clone()));
+        rules.into_iter().for_each(|r| self.rules.add(r));
     }
 
     fn flush_stale(&mut self, name: &str) {
@@ -539,6 +551,19 @@ impl SyncWriter {
 
     fn finish(mut self) -> Transaction {
         let mut tx = self.fixed;
+        tx.reserve(
+            [
+                &self.chains,
+                &self.sets,
+                &self.rules,
+                &self.element_deletes,
+                &self.element_adds,
+                &self.set_deletes,
+            ]
+            .iter()
+            .map(|part| part.len())
+            .sum(),
+        );
         for part in [
             &mut self.chains,
             &mut self.sets,

@@ -29,9 +29,13 @@ pub struct ExecNft {
 }
 
 impl ExecNft {
-    /// Finds `nft`; each invocation is killed after `timeout`.
+    /// Finds `nft` (or the program `KPROXY_NFT` names, for fault injection and the
+    /// scale harness's byte counter); each invocation is killed after `timeout`.
     pub fn find(timeout: Duration) -> Result<ExecNft, KernelError> {
-        let program = find_tool("nft").ok_or_else(|| KernelError::Missing("nft".into()))?;
+        let program = match std::env::var_os("KPROXY_NFT") {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => find_tool("nft").ok_or_else(|| KernelError::Missing("nft".into()))?,
+        };
         Ok(ExecNft { program, timeout })
     }
 
