@@ -207,15 +207,24 @@ fn nftables_agent_follows_the_fake_api_server_and_iptables_mode_removes_its_tabl
         let _ = stop.send(());
         agent.await.expect("join").expect("agent stops cleanly");
 
+        // Ports of its own: the stopped agent's listeners may not be gone yet.
         let iptables = AgentArgs {
             proxy_mode: Some("iptables".into()),
-            ..args
+            kubeconfig: Some(kubeconfig.clone()),
+            ..agent_args(
+                ([127, 0, 0, 1], free_port()).into(),
+                ([127, 0, 0, 1], free_port()).into(),
+            )
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let agent = tokio::spawn(kproxy_node::serve(config(&iptables), async {
             let _ = stopped.await;
         }));
         wait_for("the iptables mode to program the cluster", || {
+            assert!(
+                !agent.is_finished(),
+                "the iptables-mode agent stopped early"
+            );
             nat_rules().contains("10.244.2.66:8080")
         })
         .await;
