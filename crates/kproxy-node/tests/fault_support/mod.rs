@@ -70,45 +70,8 @@ pub fn namespace(tag: &str) -> Netns {
 }
 
 /// A node, a ClusterIP service `web` (10.96.0.20:80, two endpoints), a UDP NodePort
-/// service `dns` (30053).
-pub const CLUSTER: &str = r#"
-apiVersion: v1
-kind: Node
-metadata: {name: node-0}
-status: {addresses: [{type: InternalIP, address: 192.168.50.10}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  clusterIP: 10.96.0.20
-  ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-- {addresses: ["10.244.1.5"], conditions: {ready: true}, nodeName: node-0}
-- {addresses: ["10.244.2.6"], conditions: {ready: true}, nodeName: node-1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: dns, namespace: kube-system}
-spec:
-  type: NodePort
-  clusterIP: 10.96.0.10
-  ports: [{name: dns, port: 53, protocol: UDP, nodePort: 30053}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: dns-1, namespace: kube-system, labels: {kubernetes.io/service-name: dns}}
-addressType: IPv4
-ports: [{name: dns, port: 5353, protocol: UDP}]
-endpoints:
-- {addresses: ["10.244.1.7"], conditions: {ready: true}, nodeName: node-0}
-"#;
+/// service `dns` (30053): the base that `support::CLUSTER` extends.
+pub const CLUSTER: &str = include_str!("../fixtures/cluster-base.yaml");
 
 /// [`CLUSTER`] with web's first endpoint at `ip`.
 pub fn cluster_with_endpoint(ip: &str) -> String {
