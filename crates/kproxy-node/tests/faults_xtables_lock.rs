@@ -1,7 +1,7 @@
 //! Another program holds the xtables lock while the cluster changes: kproxy's iptables
 //! tools wait for it (`-w 5`), at most one of them runs at a time, and the change lands as
-//! soon as the lock is free; a hold longer than the wait fails the sync, which is counted
-//! and retried. The agent runs iptables-legacy (iptables-nft takes no lock) with
+//! soon as the lock is free; a hold longer than the wait makes the tool that met it give up
+//! (a failed sync is counted, a failed check logged) and both are retried. The agent runs iptables-legacy (iptables-nft takes no lock) with
 //! `XTABLES_LOCKFILE` pointing at a private lock file, so the host's `/run/xtables.lock`
 //! is never held. Prints what it measured (`MEASURED` lines).
 
@@ -116,7 +116,9 @@ fn a_held_xtables_lock_delays_but_does_not_pile_up_or_lose_changes() {
         if hold < Duration::from_secs(5) {
             assert_eq!(failed, 0, "a hold shorter than -w 5 must not fail the sync");
         } else {
-            assert!(failed >= 1, "a hold longer than -w 5 fails the sync");
+            // Whichever tool met the lock first gave up after 5 s: a restore (a failed sync,
+            // counted) or the periodic check (logged, retried next period); the restore
+            // queued behind that check may then find the lock free.
             assert!(
                 agent.log().contains("holding the xtables lock"),
                 "the lock failure is logged"
