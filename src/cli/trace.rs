@@ -108,7 +108,7 @@ fn load(args: &TraceArgs, ipv6: bool) -> Result<Ruleset, String> {
         return kproxy_trace::live::read_live_ruleset(ipv6).map_err(|e| e.to_string());
     }
     let path = args.rules.as_ref().ok_or("give --rules FILE or --live")?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let parsed = DualStackRuleset::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let parsed =
+        DualStackRuleset::read_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(if ipv6 { parsed.ipv6 } else { parsed.ipv4 })
 }

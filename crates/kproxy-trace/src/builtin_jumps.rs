@@ -138,7 +138,7 @@ fn needs_jumps(ruleset: &Ruleset, table: TableKind) -> bool {
 
 fn jump_rule(chain: &str, args: &str) -> Option<Rule> {
     let text = format!("-A {chain} {args}");
-    let source = TextSource::new(Arc::from(text.as_str()));
+    let source = TextSource::new(Arc::new(text.clone()));
     let mut words = Vec::new();
     tokenize_into(args, &mut words).ok()?;
     let (matches, target) = parse_rule(&words, &source, &mut Vec::new()).ok()?;

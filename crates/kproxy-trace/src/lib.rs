@@ -33,6 +33,7 @@
 mod addr;
 mod builtin_jumps;
 mod dot;
+mod file;
 pub mod flows;
 mod ipset;
 mod json;
@@ -52,6 +53,7 @@ mod trace;
 
 pub use addr::{InvalidNet, IpNet};
 pub use dot::service_graph_dot;
+pub use file::ReadError;
 pub use ipset::{InvalidMember, IpSets};
 pub use matches::{
     ct_state, AddrType, Decision, Direction, Match, MultiportSide, PacketType, PortRange,

@@ -1,5 +1,6 @@
 //! Parsing `iptables-save` output and `iptables-restore` input into a [`Ruleset`].
 
+use crate::file::{parse_file, ReadError};
 use crate::rule::parse_rule;
 use crate::ruleset::{DualStackRuleset, Matches, Policy, Rule, Ruleset, Table, TableKind};
 use crate::runs::{Group, RunBuilder};
@@ -62,6 +63,9 @@ pub enum ParseErrorKind {
     /// A command other than `-A`, `-N`, `-X`, `-F`.
     #[error("unsupported command {0:?}")]
     UnsupportedCommand(String),
+    /// The line is not UTF-8 text.
+    #[error("not UTF-8 text")]
+    NotUtf8,
 }
 
 impl Ruleset {
@@ -80,11 +84,18 @@ impl DualStackRuleset {
         let (ipv4, ipv6) = parse_lines(text, Family::Two)?;
         Ok(DualStackRuleset { ipv4, ipv6 })
     }
+
+    /// Reads and parses a combined dump (see [`DualStackRuleset::parse`]) from a file; a
+    /// large file is read and parsed in pieces on every core.
+    pub fn read_file(path: &std::path::Path) -> Result<DualStackRuleset, ReadError> {
+        let (ipv4, ipv6) = parse_file(path, Family::Two)?;
+        Ok(DualStackRuleset { ipv4, ipv6 })
+    }
 }
 
 /// Whether the text holds one family, or two split by [`IP6TABLES_SEPARATOR`].
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Family {
+pub(crate) enum Family {
     /// One family: the separator is a comment like any other.
     One,
     /// The lines before the first separator are IPv4, the lines after it IPv6.
@@ -143,7 +154,7 @@ enum ItemKind<'a> {
 }
 
 /// One piece of the text (whole lines), prepared independently of the others.
-struct Chunk<'a> {
+pub(crate) struct Chunk<'a> {
     /// A copy of the piece that the prepared rules share.
     source: TextSource,
     /// How many lines the piece has.
@@ -160,12 +171,12 @@ struct Chunk<'a> {
 /// the result and the first error (with its exact line number) are what reading the
 /// text line by line gives.
 fn parse_lines(text: &str, family: Family) -> Result<(Ruleset, Ruleset), ParseError> {
-    let mut pieces = Vec::new();
+    let mut pieces: Vec<(&str, usize)> = Vec::new();
     let mut first_line = 0;
     for piece in split_into_chunks(text) {
         if let Some(&(previous, _)) = pieces.last() {
             // Every piece but the last ends with a newline.
-            first_line += count_newlines(previous);
+            first_line += count_newlines(previous.as_bytes());
         }
         pieces.push((piece, first_line));
     }
@@ -176,33 +187,39 @@ fn parse_lines(text: &str, family: Family) -> Result<(Ruleset, Ruleset), ParseEr
                 .iter()
                 .map(|&(piece, first_line)| {
                     let thread = std::thread::Builder::new()
-                        .spawn_scoped(scope, move || prepare(piece, first_line))
+                        .spawn_scoped(scope, move || prepare_copy(piece, first_line))
                         .ok();
                     (piece, first_line, thread)
                 })
                 .collect();
             // Applying the first chunk overlaps with the other threads' work.
-            applier.chunk(prepare(first.0, first.1))?;
+            applier.chunk(prepare_copy(first.0, first.1))?;
             for (piece, first_line, thread) in spawned {
                 applier.chunk(match thread {
                     Some(thread) => thread
                         .join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    None => prepare(piece, first_line),
+                    None => prepare_copy(piece, first_line),
                 })?;
             }
             Ok(())
         })?,
-        _ => applier.chunk(prepare(text, 0))?,
+        _ => applier.chunk(prepare_copy(text, 0))?,
     }
     applier.finish()
 }
 
+/// [`prepare`] on a copy of `text` made by the calling thread, so that no reference count
+/// is shared between threads while parsing.
+fn prepare_copy(text: &str, first_line: usize) -> Chunk<'_> {
+    prepare(text, TextSource::copy_of(text), first_line)
+}
+
 /// The number of `\n` in `text`, eight bytes at a time.
-fn count_newlines(text: &str) -> usize {
+pub(crate) fn count_newlines(text: &[u8]) -> usize {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
-    let words = text.as_bytes().chunks_exact(8);
+    let words = text.chunks_exact(8);
     let tail = words.remainder().iter().filter(|&&b| b == b'\n').count();
     words.fold(tail, |count, word| {
         let mut bytes = [0u8; 8];
@@ -214,19 +231,30 @@ fn count_newlines(text: &str) -> usize {
     })
 }
 
-/// Cuts `text` after newlines into about equal pieces, one per available core.
-fn split_into_chunks(text: &str) -> Vec<&str> {
-    let threads = if text.len() < PARALLEL_MIN_BYTES {
+/// How many threads parse a text of `len` bytes: one per core for large texts.
+pub(crate) fn thread_count(len: usize) -> usize {
+    if len < PARALLEL_MIN_BYTES {
         1
     } else {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
-    };
+    }
+}
+
+/// Where, in the `rest` bytes still to be shared out with `left` pieces of `threads`, the
+/// next piece should end (before moving on to the end of its line). The calling thread
+/// also applies every chunk in order, so it prepares a smaller first piece.
+pub(crate) fn piece_target(rest: usize, left: usize, threads: usize) -> usize {
+    let share = if left == threads { 9 } else { 10 };
+    rest * share / (10 * left)
+}
+
+/// Cuts `text` after newlines into about equal pieces, one per available core.
+fn split_into_chunks(text: &str) -> Vec<&str> {
+    let threads = thread_count(text.len());
     let mut pieces = Vec::with_capacity(threads);
     let mut rest = text;
     for left in (2..=threads).rev() {
-        // This thread also applies every chunk in order: it prepares a smaller one.
-        let share = if left == threads { 9 } else { 10 };
-        let target = rest.len() * share / (10 * left);
+        let target = piece_target(rest.len(), left, threads);
         let cut = rest.as_bytes()[target..]
             .iter()
             .position(|&b| b == b'\n')
@@ -240,9 +268,9 @@ fn split_into_chunks(text: &str) -> Vec<&str> {
 }
 
 /// Reads the lines of one chunk, whose first line follows line `first_line`: classifies
-/// them, tokenizes and parses `-A` rules and groups runs of them by chain.
-fn prepare(text: &str, first_line: usize) -> Chunk<'_> {
-    let source = TextSource::copy_of(text);
+/// them, tokenizes and parses `-A` rules and groups runs of them by chain. The rules'
+/// texts are shared with `source`, which holds `text` or a copy of it.
+pub(crate) fn prepare(text: &str, source: TextSource, first_line: usize) -> Chunk<'_> {
     // A run of `-A` lines is one item, so items are mostly chain declarations: about
     // one in four of a real ruleset's lines, which are about 100 bytes long.
     let mut items = Vec::with_capacity(text.len() / 256);
@@ -334,7 +362,7 @@ fn prepare_command<'a>(
 }
 
 /// Applies prepared chunks, in order, to the rulesets being built.
-struct Applier<'a> {
+pub(crate) struct Applier<'a> {
     family: Family,
     ruleset: Ruleset,
     /// The IPv4 ruleset, once the separator line of a two-family text was seen.
@@ -346,7 +374,7 @@ struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    fn new(family: Family) -> Applier<'a> {
+    pub(crate) fn new(family: Family) -> Applier<'a> {
         Applier {
             family,
             ruleset: Ruleset::default(),
@@ -358,7 +386,7 @@ impl<'a> Applier<'a> {
     }
 
     /// Applies the lines of the next chunk.
-    fn chunk(&mut self, chunk: Chunk<'a>) -> Result<(), ParseError> {
+    pub(crate) fn chunk(&mut self, chunk: Chunk<'a>) -> Result<(), ParseError> {
         let Chunk {
             source,
             lines,
@@ -422,7 +450,7 @@ impl<'a> Applier<'a> {
     }
 
     /// The IPv4 (or only) ruleset and the IPv6 one (empty without a separator line).
-    fn finish(self) -> Result<(Ruleset, Ruleset), ParseError> {
+    pub(crate) fn finish(self) -> Result<(Ruleset, Ruleset), ParseError> {
         commit_check(self.open.as_ref(), self.base)?;
         Ok(match self.ipv4 {
             Some(ipv4) => (ipv4, self.ruleset),
@@ -598,7 +626,7 @@ fn chain_index(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::targets::Target;
 
@@ -665,7 +693,7 @@ mod tests {
             "0123456\n89\n\n\n\n\n\n\n\x0b\u{10a}\n",
         ] {
             let expected = text.bytes().filter(|&b| b == b'\n').count();
-            assert_eq!(count_newlines(text), expected, "{text:?}");
+            assert_eq!(count_newlines(text.as_bytes()), expected, "{text:?}");
         }
     }
 
@@ -695,7 +723,8 @@ mod tests {
     }
 
     /// A text big enough to be parsed in chunks: `rules` rules in one nat chain.
-    fn big_nat(rules: usize) -> String {
+    /// A nat table with `rules` service rules, about 150 bytes each.
+    pub(crate) fn big_nat(rules: usize) -> String {
         let mut text = String::from("*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-A - [0:0]\n");
         for i in 0..rules {
             text.push_str(&format!(

@@ -244,7 +244,7 @@ mod tests {
     use crate::tokenizer::tokenize_into;
 
     fn source() -> TextSource {
-        TextSource::new(std::sync::Arc::from(""))
+        TextSource::new(std::sync::Arc::default())
     }
 
     fn parse(text: &str) -> (Vec<Match>, Target) {

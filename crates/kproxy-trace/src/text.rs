@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// An immutable string that is a range of a shared text.
 #[derive(Clone)]
 pub struct Text {
-    source: Arc<str>,
+    source: Arc<String>,
     start: u32,
     end: u32,
 }
@@ -36,7 +36,7 @@ impl From<&str> for Text {
     fn from(s: &str) -> Text {
         let end = s.len() as u32;
         Text {
-            source: Arc::from(s),
+            source: Arc::new(s.to_owned()),
             start: 0,
             end,
         }
@@ -76,8 +76,11 @@ impl fmt::Display for Text {
 }
 
 /// The source text being parsed; makes [`Text`]s of its sub-slices without copying.
+///
+/// The text is an `Arc<String>` rather than an `Arc<str>` so that a file can be read
+/// straight into it, without a copy.
 pub(crate) struct TextSource {
-    source: Arc<str>,
+    source: Arc<String>,
     /// The address of the text that the parsed slices point into: the source itself, or
     /// the original it was copied from.
     base: usize,
@@ -85,7 +88,7 @@ pub(crate) struct TextSource {
 
 impl TextSource {
     /// Wraps a whole text. Texts larger than 4 GiB are copied piece by piece.
-    pub fn new(source: Arc<str>) -> TextSource {
+    pub fn new(source: Arc<String>) -> TextSource {
         let base = source.as_ptr() as usize;
         TextSource { source, base }
     }
@@ -95,7 +98,7 @@ impl TextSource {
     /// threads while parsing.
     pub fn copy_of(original: &str) -> TextSource {
         TextSource {
-            source: Arc::from(original),
+            source: Arc::new(original.to_owned()),
             base: original.as_ptr() as usize,
         }
     }
@@ -122,7 +125,7 @@ mod tests {
 
     #[test]
     fn slices_of_the_source_are_shared_and_others_copied() {
-        let src = TextSource::new(Arc::from("-A X -j KUBE-SVC-A"));
+        let src = TextSource::new(Arc::new("-A X -j KUBE-SVC-A".to_owned()));
         let whole = src.source.clone();
         let shared = src.text(&whole[8..]);
         assert_eq!(&*shared, "KUBE-SVC-A");
