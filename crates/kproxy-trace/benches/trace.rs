@@ -2,7 +2,7 @@
 //! (10 endpoints each, every 10th a NodePort, every other one with session affinity).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kproxy_trace::{Packet, Protocol, Ruleset, Tracer};
+use kproxy_trace::{DualStackRuleset, Packet, Protocol, Ruleset, Tracer};
 use std::fmt::Write;
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -127,6 +127,16 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let rules = Ruleset::parse(black_box(&text)).unwrap();
             let trace = Tracer::new(&rules, &local).trace(&packet);
+            assert_eq!(trace.branches.len(), ENDPOINTS);
+            trace
+        })
+    });
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &text).unwrap();
+    group.bench_function("read-file-and-trace", |b| {
+        b.iter(|| {
+            let rules = DualStackRuleset::read_file(black_box(file.path())).unwrap();
+            let trace = Tracer::new(&rules.ipv4, &local).trace(&packet);
             assert_eq!(trace.branches.len(), ENDPOINTS);
             trace
         })
