@@ -6,7 +6,7 @@
 
 use crate::chain_audit::WrittenChains;
 use crate::config::{AgentConfig, DetectLocal, NodePortAddresses};
-use crate::kernel::{IptablesKernel, KernelError};
+use crate::kernel::{IptablesKernel, KernelError, TableStamp};
 use crate::mode::{FamilySync, ProxyMode, SyncInput, TableRules};
 use ipnet::IpNet;
 use kproxy_iptables::{
@@ -206,6 +206,11 @@ struct FamilyState {
     proxier: IptablesProxier,
     synced_once: bool,
     written: WrittenChains,
+    /// The stamps of [`CANARY_TABLES`] when they were last known to hold what kproxy
+    /// wrote (jumps, canaries and chains checked, or written by kproxy since): while they
+    /// are unchanged, checks and full syncs need not list rules (iptables-legacy reads a
+    /// whole table to list one chain).
+    verified: Option<Vec<TableStamp>>,
 }
 
 /// The iptables proxy mode.
@@ -236,6 +241,7 @@ impl IptablesMode {
                 proxier,
                 synced_once: false,
                 written: WrittenChains::default(),
+                verified: None,
             });
         }
         Ok(IptablesMode { settings, families })
@@ -329,8 +335,10 @@ impl FamilyState {
             no_local_external: plan.no_local_external,
             ..FamilySync::default()
         };
+        let stamps = self.stamps();
+        let trusted = stamps.is_some() && stamps == self.verified;
         let mut result = Ok(());
-        if plan.full {
+        if plan.full && !trusted {
             result = ensure_jumps(self.kernel.as_mut(), self.proxier.settings());
         }
         for (index, chunk) in plan.chunks.iter().enumerate() {
@@ -346,6 +354,13 @@ impl FamilyState {
             result = self.kernel.restore_text(&plan.restore);
         }
         report.ok = result.is_ok();
+        // What kproxy wrote on top of a verified table, or a full sync that made sure of
+        // the jumps, leaves a table as kproxy wants it.
+        self.verified = if report.ok && (trusted || plan.full) {
+            self.stamps()
+        } else {
+            None
+        };
         if report.ok {
             self.written
                 .applied(plan.restore.lines(), plan.full && plan.chunks.is_empty());
@@ -361,12 +376,20 @@ impl FamilyState {
         if !self.synced_once {
             return Vec::new();
         }
+        let stamps = self.stamps();
+        if stamps.is_some() && stamps == self.verified {
+            return Vec::new();
+        }
         let family = self.family;
         let mut problems = Vec::new();
+        let mut answered = true;
         let mut note = |result: Result<bool, KernelError>, what: String| match result {
             Ok(true) => {}
             Ok(false) => problems.push(format!("{family:?}: {what}")),
-            Err(e) => unchecked(family, &what, &e),
+            Err(e) => {
+                answered = false;
+                unchecked(family, &what, &e);
+            }
         };
         for table in CANARY_TABLES {
             let exists = self
@@ -407,12 +430,24 @@ impl FamilyState {
                     .into_iter()
                     .map(|damage| format!("{family:?}: {damage}")),
             ),
-            Some(Err(e)) => unchecked(family, "the nat table", &e),
+            Some(Err(e)) => {
+                answered = false;
+                unchecked(family, "the nat table", &e);
+            }
         }
         if !problems.is_empty() {
             self.proxier.force_full_sync();
         }
+        self.verified = stamps.filter(|_| answered && problems.is_empty());
         problems
+    }
+
+    /// The stamps of [`CANARY_TABLES`], or `None` where the backend cannot tell.
+    fn stamps(&mut self) -> Option<Vec<TableStamp>> {
+        CANARY_TABLES
+            .iter()
+            .map(|table| self.kernel.table_stamp(table).ok().flatten())
+            .collect()
     }
 }
 

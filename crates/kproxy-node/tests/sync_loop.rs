@@ -259,6 +259,66 @@ fn a_check_the_lock_prevents_is_not_damage() {
     );
 }
 
+#[test]
+fn with_table_stamps_an_unchanged_table_is_not_listed_again() {
+    let mut h = harness();
+    h.kernel.state().stamps = true;
+    h.load(&cluster(free_port()).replace("healthCheckNodePort", "x-unused"));
+    h.sync_loop.handle(AgentEvent::InitialSyncDone);
+    h.sync_loop.sync(Instant::now());
+    let listed = h.kernel.state().listings;
+    assert!(h.sync_loop.check_kernel().is_empty());
+    assert_eq!(
+        h.kernel.state().listings,
+        listed,
+        "a table kproxy wrote and nobody changed was listed"
+    );
+
+    // Someone else's rule changes the stamp: the next check lists, finds nothing wrong,
+    // and trusts the table again.
+    h.kernel
+        .state()
+        .kernel
+        .insert_rule("filter", "-A INPUT -s 192.0.2.1/32 -j DROP");
+    assert!(h.sync_loop.check_kernel().is_empty());
+    let listed = h.kernel.state().listings;
+    assert!(listed > 0);
+    assert!(h.sync_loop.check_kernel().is_empty());
+    assert_eq!(h.kernel.state().listings, listed);
+
+    // A flush is a change too: detected and repaired as without stamps.
+    h.kernel.state().kernel = kproxy_iptables::fake::FakeKernel::new();
+    let problems = h.sync_loop.check_kernel();
+    assert!(
+        problems.iter().any(|p| p.contains("canary")),
+        "{problems:?}"
+    );
+    h.sync_loop.sync(Instant::now());
+    assert!(h.sync_loop.check_kernel().is_empty());
+}
+
+#[test]
+fn with_table_stamps_a_check_the_lock_prevents_is_tried_again() {
+    let mut h = harness();
+    h.kernel.state().stamps = true;
+    h.load(&cluster(free_port()).replace("healthCheckNodePort", "x-unused"));
+    h.sync_loop.handle(AgentEvent::InitialSyncDone);
+    h.sync_loop.sync(Instant::now());
+    h.kernel
+        .state()
+        .kernel
+        .insert_rule("filter", "-A INPUT -s 192.0.2.1/32 -j DROP");
+    h.kernel.state().fail_next_checks = 1000;
+    assert!(h.sync_loop.check_kernel().is_empty());
+    h.kernel.state().fail_next_checks = 0;
+    let listed = h.kernel.state().listings;
+    assert!(h.sync_loop.check_kernel().is_empty());
+    assert!(
+        h.kernel.state().listings > listed,
+        "an unanswered check made the table trusted"
+    );
+}
+
 /// One conntrack cleanup call: the family and the flows.
 type CleanupCall = (IpFamily, BTreeSet<StaleFlows>);
 

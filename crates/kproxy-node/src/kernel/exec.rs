@@ -60,6 +60,14 @@ pub enum KernelError {
     /// A tool needed for this family or backend is not installed.
     #[error("{0} not found in PATH, /usr/sbin or /sbin")]
     Missing(String),
+    /// A direct kernel call failed.
+    #[error("{what}: {source}")]
+    Syscall {
+        /// What the call was for.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
 }
 
 impl KernelError {

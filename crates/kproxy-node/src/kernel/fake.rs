@@ -3,7 +3,8 @@
 //! agent owns its handle, with failure injection for restores and checks.
 
 use super::exec::KernelError;
-use super::iptables::{RestoreTool, RuleTool, SaveTool};
+use super::iptables::{RestoreTool, RuleTool, SaveTool, StampTool};
+use super::xt_stamp::TableStamp;
 use kproxy_iptables::fake::FakeKernel;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -19,6 +20,10 @@ pub struct FakeIptablesState {
     /// How many of the next rule checks and chain listings fail (as when another program
     /// holds the xtables lock past the wait).
     pub fail_next_checks: usize,
+    /// Whether tables have stamps (as iptables-legacy's do); off, as with iptables-nft.
+    pub stamps: bool,
+    /// How many rule checks and chain listings were asked for.
+    pub listings: usize,
 }
 
 /// A handle on a shared fake kernel.
@@ -42,6 +47,7 @@ impl FakeIptables {
 
     fn injected_check_failure(&self) -> Result<(), KernelError> {
         let mut state = self.state();
+        state.listings += 1;
         if state.fail_next_checks == 0 {
             return Ok(());
         }
@@ -140,6 +146,16 @@ impl SaveTool for FakeIptables {
             }
         }
         Ok(out)
+    }
+}
+
+impl StampTool for FakeIptables {
+    fn table_stamp(&mut self, table: &str) -> Result<Option<TableStamp>, KernelError> {
+        if !self.state().stamps {
+            return Ok(None);
+        }
+        let text = self.save_table(table)?;
+        Ok(Some(TableStamp::of(text.as_bytes())))
     }
 }
 

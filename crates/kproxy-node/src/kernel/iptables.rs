@@ -2,6 +2,7 @@
 //! `iptables-restore`, `iptables-save` and `iptables` of one family and backend.
 
 use super::exec::{find_tool, run_tool, run_tool_with_pieces, KernelError, ToolOutput};
+use super::xt_stamp::{table_stamp, TableStamp};
 use kproxy_iptables::RestoreText;
 use kproxy_model::IpFamily;
 use std::path::PathBuf;
@@ -64,10 +65,17 @@ pub trait RuleTool {
     fn list_chain(&mut self, table: &str, chain: &str) -> Result<Option<Vec<String>>, KernelError>;
 }
 
-/// All three tools of one family and backend.
-pub trait IptablesKernel: RestoreTool + SaveTool + RuleTool + Send {}
+/// A look at a table that tells whether it changed, without listing its rules.
+pub trait StampTool {
+    /// A stamp that changes whenever the table's rules change, or `None` where the
+    /// backend has no cheap way to tell (then every check lists the rules).
+    fn table_stamp(&mut self, table: &str) -> Result<Option<TableStamp>, KernelError>;
+}
 
-impl<T: RestoreTool + SaveTool + RuleTool + Send> IptablesKernel for T {}
+/// All the tools of one family and backend.
+pub trait IptablesKernel: RestoreTool + SaveTool + RuleTool + StampTool + Send {}
+
+impl<T: RestoreTool + SaveTool + RuleTool + StampTool + Send> IptablesKernel for T {}
 
 /// Paths of the three tools of one family and backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +252,21 @@ impl RuleTool for ExecIptables {
             Ok(None)
         } else {
             Err(KernelError::failed(&self.tools.iptables, &args, &output))
+        }
+    }
+}
+
+impl StampTool for ExecIptables {
+    fn table_stamp(&mut self, table: &str) -> Result<Option<TableStamp>, KernelError> {
+        match self.tools.backend {
+            // iptables-nft lists one chain without reading the others.
+            Backend::Nft => Ok(None),
+            Backend::Legacy => table_stamp(self.tools.family, table)
+                .map(Some)
+                .map_err(|source| KernelError::Syscall {
+                    what: format!("reading the {table} table's info"),
+                    source,
+                }),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The agent's kernel seam: the one place tools are run ([`exec`]), one trait per
 //! iptables tool with the real implementation ([`iptables`]), `nft` ([`nft`]), backend choice
-//! ([`backend`]), kernel parameters ([`sysctl`]) and a fake for tests ([`fake`]).
+//! ([`backend`]), kernel parameters ([`sysctl`]), iptables-legacy table stamps ([`xt_stamp`])
+//! and a fake for tests ([`fake`]).
 
 pub mod addresses;
 pub mod backend;
@@ -9,8 +10,11 @@ pub mod fake;
 pub mod iptables;
 pub mod nft;
 pub mod sysctl;
+pub mod xt_stamp;
 
 pub use exec::KernelError;
 pub use iptables::{
     Backend, ExecIptables, IptablesKernel, IptablesTools, RestoreTool, RuleTool, SaveTool,
+    StampTool,
 };
+pub use xt_stamp::TableStamp;
