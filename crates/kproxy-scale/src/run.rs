@@ -47,6 +47,10 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
     let network = NodeNetwork::create(&prefix)?;
     // Before any other thread exists, so the whole process lives in the node's namespace.
     network.node.enter()?;
+    // iptables-legacy's lock is per host, not per namespace: a private one keeps the
+    // seconds-long restores here from blocking iptables elsewhere on the machine (and
+    // the reverse). Every tool started from now on (agent, floor, probes) inherits it.
+    std::env::set_var("XTABLES_LOCKFILE", workdir.file("xtables.lock"));
     let report = measure(args, shape, &kproxy, &workdir, &network)?;
     if args.keep {
         eprintln!(
