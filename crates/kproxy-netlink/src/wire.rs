@@ -73,6 +73,16 @@ impl Message {
         self
     }
 
+    /// Appends a `u16` attribute in host byte order.
+    pub fn put_u16(&mut self, ty: u16, value: u16) -> &mut Self {
+        self.put(ty, &value.to_ne_bytes())
+    }
+
+    /// Appends a `u32` attribute in host byte order.
+    pub fn put_u32(&mut self, ty: u16, value: u32) -> &mut Self {
+        self.put(ty, &value.to_ne_bytes())
+    }
+
     /// Appends attribute `ty` holding `text` and its terminating NUL (`NLA_STRING`).
     pub fn put_str(&mut self, ty: u16, text: &str) -> &mut Self {
         let mut payload = Vec::with_capacity(text.len() + 1);
@@ -192,6 +202,33 @@ pub struct Attr<'a> {
     pub payload: &'a [u8],
 }
 
+impl<'a> Attr<'a> {
+    /// The payload as a host-order `u16`.
+    pub fn u16(&self) -> Result<u16> {
+        read_u16(self.payload, 0).ok_or_else(|| self.short("u16"))
+    }
+
+    /// The payload as a host-order `u32`.
+    pub fn u32(&self) -> Result<u32> {
+        read_u32(self.payload, 0).ok_or_else(|| self.short("u32"))
+    }
+
+    /// The payload up to its NUL, as text.
+    pub fn str(&self) -> Result<&'a str> {
+        let end = self
+            .payload
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.payload.len());
+        std::str::from_utf8(&self.payload[..end])
+            .map_err(|_| Error::Malformed(format!("attribute {} is not UTF-8", self.ty)))
+    }
+
+    fn short(&self, what: &str) -> Error {
+        Error::Malformed(format!("attribute {} is too short for a {what}", self.ty))
+    }
+}
+
 /// Splits attribute bytes into attributes.
 pub fn attrs(buf: &[u8]) -> Result<Vec<Attr<'_>>> {
     let mut out = Vec::new();
@@ -294,5 +331,19 @@ mod tests {
         assert!(replies(&header(64, 0x0100, 1)).is_err());
         assert!(replies(&header(16, 0x0100, 1)).is_err());
         assert!(attrs(&[8, 0, 1, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn typed_attributes_round_trip() {
+        let mut m = Message::new(0x22, 0, 1, [1, 1, 0, 0]);
+        m.put_u16(1, 0x1234)
+            .put_u32(2, 0xdead_beef)
+            .put_str(3, "wrr");
+        let bytes = m.finish();
+        let got = attrs(&bytes[20..]).expect("attrs");
+        assert_eq!(got[0].u16().expect("u16"), 0x1234);
+        assert_eq!(got[1].u32().expect("u32"), 0xdead_beef);
+        assert_eq!(got[2].str().expect("str"), "wrr");
+        assert!(got[0].u32().is_err(), "a u16 is too short for a u32");
     }
 }
