@@ -2,7 +2,7 @@
 //! encoding the dump and delete requests, and the filters choosing UDP entries. Pure.
 
 use crate::error::{Error, Result};
-use crate::wire::{attrs, NfMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use kproxy_netlink::{attrs, Message, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `NFNL_SUBSYS_CTNETLINK`.
@@ -116,7 +116,7 @@ impl Filter {
 
 /// The request dumping one family's conntrack table.
 pub(crate) fn dump_request(family: Family, seq: u32) -> Vec<u8> {
-    NfMessage::new(
+    Message::nfnetlink(
         ct_type(IPCTNL_MSG_CT_GET),
         NLM_F_REQUEST | NLM_F_DUMP,
         seq,
@@ -125,7 +125,7 @@ pub(crate) fn dump_request(family: Family, seq: u32) -> Vec<u8> {
     .finish()
 }
 
-fn put_tuple(m: &mut NfMessage, ty: u16, t: &Tuple) {
+fn put_tuple(m: &mut Message, ty: u16, t: &Tuple) {
     m.begin_nest(ty).begin_nest(CTA_TUPLE_IP);
     match (t.src, t.dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => m
@@ -159,7 +159,7 @@ pub(crate) fn delete_request(family: Family, entry: &Entry, seq: u32, ack: bool)
     } else {
         NLM_F_REQUEST
     };
-    let mut m = NfMessage::new(ct_type(IPCTNL_MSG_CT_DELETE), flags, seq, family.af());
+    let mut m = Message::nfnetlink(ct_type(IPCTNL_MSG_CT_DELETE), flags, seq, family.af());
     put_tuple(&mut m, CTA_TUPLE_ORIG, &entry.orig);
     if let Some(id) = entry.id {
         m.put(CTA_ID, &id.to_be_bytes());

@@ -34,9 +34,16 @@ pub enum Error {
     Malformed(String),
 }
 
-impl Error {
-    pub(crate) fn io(context: &'static str, source: io::Error) -> Error {
-        Error::Io { context, source }
+impl From<kproxy_netlink::Error> for Error {
+    fn from(e: kproxy_netlink::Error) -> Error {
+        match e {
+            kproxy_netlink::Error::Io { context, source } => Error::Io { context, source },
+            kproxy_netlink::Error::Kernel { errno } => Error::Kernel {
+                request: "netlink request".into(),
+                errno,
+            },
+            kproxy_netlink::Error::Malformed(text) => Error::Malformed(text),
+        }
     }
 }
 

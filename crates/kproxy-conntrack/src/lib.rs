@@ -2,14 +2,13 @@
 //!
 //! [`Conntrack::delete_udp`] dumps one family's table, keeps the UDP entries any
 //! [`Filter`] matches and deletes each by its original tuple. Message encoding and
-//! decoding (modules `wire`, `entry`) are pure and unit tested with byte fixtures; the
+//! decoding (module `entry`, over `kproxy-netlink`'s framing) are pure and unit tested with byte fixtures; the
 //! socket (module `socket`) is the only I/O. Kernel tests: `kproxy-node`'s
 //! `tests/conntrack_netns.rs`.
 
 mod entry;
 mod error;
 mod socket;
-mod wire;
 
 pub use entry::{Entry, Family, Filter, Tuple, IPPROTO_UDP};
 pub use error::Error;

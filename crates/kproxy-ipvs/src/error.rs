@@ -39,6 +39,19 @@ pub enum Error {
     },
 }
 
+impl From<kproxy_netlink::Error> for Error {
+    fn from(e: kproxy_netlink::Error) -> Error {
+        match e {
+            kproxy_netlink::Error::Io { context, source } => Error::io(context, source),
+            kproxy_netlink::Error::Kernel { errno } => Error::Kernel {
+                request: "netlink request".into(),
+                errno,
+            },
+            kproxy_netlink::Error::Malformed(text) => Error::Malformed(text),
+        }
+    }
+}
+
 impl Error {
     /// Wraps an I/O error with what was being done.
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Error {

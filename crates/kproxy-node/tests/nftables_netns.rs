@@ -238,3 +238,49 @@ fn nftables_agent_follows_the_fake_api_server_and_iptables_mode_removes_its_tabl
     cleanup_all();
     assert!(!nat_rules().contains("KUBE-SVC"));
 }
+
+/// The periodic check's probe (a netlink dump of one chain's rules) against the kernel:
+/// rules, a flushed chain, a missing chain, a missing table, and the other family.
+#[test]
+fn the_table_probe_sees_rules_flushes_and_deletions() {
+    use kproxy_nftables::nft::Family;
+    use kproxy_node::kernel::nft::{ExecNft, NftKernel};
+    let Some(_netns) = Netns::enter(&TOOLS) else {
+        return;
+    };
+    let mut probe = ExecNft::find(Duration::from_secs(10)).expect("nft");
+    let mut has_rules = |family, chain| {
+        probe
+            .chain_has_rules(family, "kube-proxy", chain)
+            .expect("probe answers")
+    };
+    assert!(!has_rules(Family::Ip, "nat-prerouting"), "no table yet");
+    let mut load = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft -f");
+    load.stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            b"add table ip kube-proxy\n\
+              add chain ip kube-proxy services\n\
+              add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100 ; }\n\
+              add rule ip kube-proxy nat-prerouting jump services\n\
+              add rule ip kube-proxy nat-prerouting counter\n",
+        )
+        .expect("write batch");
+    assert!(load.wait().expect("nft -f").success());
+    assert!(has_rules(Family::Ip, "nat-prerouting"));
+    assert!(!has_rules(Family::Ip, "services"), "an empty chain");
+    assert!(!has_rules(Family::Ip, "no-such-chain"));
+    assert!(
+        !has_rules(Family::Ip6, "nat-prerouting"),
+        "the other family"
+    );
+    nft(&["flush", "chain", "ip", "kube-proxy", "nat-prerouting"]);
+    assert!(!has_rules(Family::Ip, "nat-prerouting"), "flushed");
+    nft(&["delete", "table", "ip", "kube-proxy"]);
+    assert!(!has_rules(Family::Ip, "nat-prerouting"), "deleted");
+}

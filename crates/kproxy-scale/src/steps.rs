@@ -98,7 +98,7 @@ impl Session {
 
     fn all_present(&self, chains: &[String]) -> Result<bool, String> {
         for chain in chains {
-            if !self.kernel.has_chain(chain).map_err(|e| e.to_string())? {
+            if !self.kernel.has_chain(chain)? {
                 return Ok(false);
             }
         }

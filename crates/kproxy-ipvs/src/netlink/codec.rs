@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::wire::{attrs, Attr, GenlMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use super::wire::{attrs, genl_message, Attr, GenlMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use crate::error::{Error, Result};
 use crate::types::{
     ConnectionCounts, Destination, ForwardMethod, Persistence, Protocol, RealServer, RealServerKey,
@@ -91,7 +91,7 @@ pub(crate) enum Request<'a> {
 
 /// The generic netlink message asking the controller for `name`'s family id.
 pub(crate) fn get_family_request(name: &str, seq: u32) -> Vec<u8> {
-    let mut m = GenlMessage::new(
+    let mut m = genl_message(
         GENL_ID_CTRL,
         NLM_F_REQUEST | NLM_F_ACK,
         seq,
@@ -109,6 +109,7 @@ pub(crate) fn family_id(reply_attrs: &[u8]) -> Result<u16> {
         .find(|a| a.ty == CTRL_ATTR_FAMILY_ID)
         .ok_or_else(|| Error::Malformed("no family id in the controller's reply".into()))?
         .u16()
+        .map_err(Error::from)
 }
 
 /// The bytes of `req` for the IPVS family `family` with sequence number `seq`.
@@ -129,7 +130,7 @@ pub(crate) fn encode(family: u16, seq: u32, req: &Request<'_>, ack: bool) -> Vec
         Request::Flush => (CMD_FLUSH, ack),
         Request::SetTimeouts(_) => (CMD_SET_CONFIG, ack),
     };
-    let mut m = GenlMessage::new(family, NLM_F_REQUEST | flags, seq, cmd, IPVS_GENL_VERSION);
+    let mut m = genl_message(family, NLM_F_REQUEST | flags, seq, cmd, IPVS_GENL_VERSION);
     match req {
         Request::NewService(vs) | Request::SetService(vs) => put_service(&mut m, vs),
         Request::DelService(key) | Request::DumpDests(key) => put_service_key(&mut m, key),
@@ -257,7 +258,7 @@ fn find<'a>(list: &[Attr<'a>], ty: u16, what: &str) -> Result<Attr<'a>> {
 
 fn nested<'a>(reply_attrs: &'a [u8], ty: u16, what: &str) -> Result<Vec<Attr<'a>>> {
     let top = attrs(reply_attrs)?;
-    attrs(find(&top, ty, what)?.payload)
+    Ok(attrs(find(&top, ty, what)?.payload)?)
 }
 
 fn decode_addr(family: u16, a: Attr<'_>) -> Result<IpAddr> {
@@ -341,7 +342,11 @@ pub(crate) fn decode_dest(reply_attrs: &[u8], service_addr: &IpAddr) -> Result<D
         None => af(service_addr),
     };
     let fwd = find(&d, DEST_ATTR_FWD_METHOD, "destination")?.u32()?;
-    let count = |ty| -> Result<u32> { d.iter().find(|a| a.ty == ty).map_or(Ok(0), |a| a.u32()) };
+    let count = |ty| -> Result<u32> {
+        d.iter()
+            .find(|a| a.ty == ty)
+            .map_or(Ok(0), |a| Ok(a.u32()?))
+    };
     Ok(Destination {
         server: RealServer {
             key: RealServerKey {

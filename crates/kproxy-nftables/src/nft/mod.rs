@@ -1,8 +1,9 @@
 //! A small, explicit nftables seam: typed objects, transactions rendered as `nft -f -`
 //! text, parsers for that text and for `nft list` output, an in-memory ruleset with the
-//! kernel's rules, and the runners.
+//! kernel's rules, the runners, and the one netlink read `nft` is too slow for.
 
 pub mod listing;
+pub mod netlink;
 pub mod objects;
 pub mod parse;
 pub mod runner;

@@ -21,7 +21,7 @@ fn kernel_service_reply(family: u16, addr: &[u8], flags: u32, netmask: [u8; 4]) 
     let mut f = [0u8; 8];
     f[..4].copy_from_slice(&(flags | SVC_F_HASHED).to_ne_bytes());
     f[4..].copy_from_slice(&u32::MAX.to_ne_bytes());
-    let mut m = GenlMessage::new(0x22, 0, 1, CMD_NEW_SERVICE, 1);
+    let mut m = genl_message(0x22, 0, 1, CMD_NEW_SERVICE, 1);
     m.begin_nest(CMD_ATTR_SERVICE)
         .put_u16(SVC_ATTR_AF, family)
         .put_u16(SVC_ATTR_PROTOCOL, 17)
@@ -130,7 +130,7 @@ fn a_destination_round_trips_with_its_connection_counts() {
     rs.weight = 3;
     rs.forward = ForwardMethod::DirectRoute;
     let mut reply = encode(0x22, 1, &Request::NewDest(&key, &rs), true);
-    let mut m = GenlMessage::new(0x22, 0, 1, 0, 1);
+    let mut m = genl_message(0x22, 0, 1, 0, 1);
     m.begin_nest(CMD_ATTR_DEST)
         .put(
             DEST_ATTR_ADDR,
@@ -185,7 +185,7 @@ fn the_family_id_comes_from_the_controller_reply() {
         &req[20..],
         &[9, 0, 2, 0, b'I', b'P', b'V', b'S', 0, 0, 0, 0]
     );
-    let mut m = GenlMessage::new(GENL_ID_CTRL, 0, 1, 1, 1);
+    let mut m = genl_message(GENL_ID_CTRL, 0, 1, 1, 1);
     m.put_str(CTRL_ATTR_FAMILY_NAME, "IPVS")
         .put_u16(CTRL_ATTR_FAMILY_ID, 0x23);
     assert_eq!(family_id(body(&m.finish())).unwrap(), 0x23);
@@ -193,7 +193,7 @@ fn the_family_id_comes_from_the_controller_reply() {
 
 #[test]
 fn firewall_mark_services_are_skipped_not_errors() {
-    let mut m = GenlMessage::new(0x22, 0, 1, 0, 1);
+    let mut m = genl_message(0x22, 0, 1, 0, 1);
     m.begin_nest(CMD_ATTR_SERVICE)
         .put_u16(SVC_ATTR_AF, AF_INET)
         .put_u32(5, 7)
