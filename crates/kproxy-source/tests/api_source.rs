@@ -161,7 +161,7 @@ async fn initial_list_then_watched_changes() {
             let port = c
                 .store
                 .service(&kproxy_model::NamespacedName::new("ns", "web"))
-                .and_then(|s| s.spec.as_ref()?.ports.as_ref()?.first().map(|p| p.port));
+                .and_then(|s| s.spec.as_ref()?.ports.first().map(|p| p.port));
             port == Some(8080)
         })
         .await;
@@ -328,7 +328,7 @@ async fn an_expired_version_relists_and_converges() {
     let kept_port = consumer
         .store
         .service(&kproxy_model::NamespacedName::new("ns", "kept"))
-        .and_then(|s| s.spec.as_ref()?.ports.as_ref()?.first().map(|p| p.port));
+        .and_then(|s| s.spec.as_ref()?.ports.first().map(|p| p.port));
     assert_eq!(kept_port, Some(9090));
     assert_eq!(lists_of(&server, ResourceType::Services), 2);
 }
