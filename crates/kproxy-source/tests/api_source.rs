@@ -195,6 +195,26 @@ async fn initial_list_then_watched_changes() {
 }
 
 #[tokio::test]
+async fn a_list_longer_than_a_page_is_one_replace() {
+    let server = FakeApiServer::start().await.expect("server");
+    let (_dir, kubeconfig) = kubeconfig_for(&server);
+    for i in 0..1201 {
+        server
+            .apply_json(service(&format!("s{i}"), json!({}), 80))
+            .expect("apply");
+    }
+    server.apply_json(node(NODE, "z1")).expect("apply");
+    let mut consumer = start_consumer(kubeconfig, None).await;
+    consumer.initial_sync().await;
+    assert_eq!(consumer.services().len(), 1201);
+    assert_eq!(consumer.lines_starting("replace Service").len(), 1);
+    let continued = count(&server.requests(), |r| {
+        r.is_list_of(ResourceType::Services) && r.path_and_query.contains("continue=")
+    });
+    assert_eq!(continued, 2, "{:#?}", server.requests());
+}
+
+#[tokio::test]
 async fn bookmarks_move_the_resume_point() {
     let server = FakeApiServer::start().await.expect("server");
     let (_dir, kubeconfig) = kubeconfig_for(&server);
