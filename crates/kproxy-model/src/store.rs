@@ -63,8 +63,9 @@ pub struct StoreChanges {
 pub struct ClusterStore {
     /// The Services, without their name and namespace (the key has them).
     services: BTreeMap<NamespacedName, SlimService>,
-    /// Boxed: most services have one slice, and a B-tree leaf holds eleven entries inline.
-    slices: HashMap<NamespacedName, BTreeMap<String, Box<SlimEndpointSlice>>>,
+    /// Each service's slices in name order: most services have one, so a small vector
+    /// (a B-tree leaf holds eleven entries inline).
+    slices: HashMap<NamespacedName, Vec<Box<SlimEndpointSlice>>>,
     slice_owner: HashMap<NamespacedName, NamespacedName>,
     unowned_slices: BTreeSet<NamespacedName>,
     node: Option<SlimNode>,
@@ -136,7 +137,7 @@ impl ClusterStore {
             .slice_owner
             .get(&key)
             .and_then(|o| self.slices.get(o))
-            .and_then(|slices| slices.get(&key.name))
+            .and_then(|slices| Some(&slices[find_slice(slices, &key.name).ok()?]))
             .is_some_and(|old| **old == slice);
         if unchanged {
             return;
@@ -147,10 +148,10 @@ impl ClusterStore {
             Some(owner) => {
                 self.changes.endpoint_changes = counted_before + 1;
                 self.changes.services.insert(owner.clone());
-                self.slices
-                    .entry(owner.clone())
-                    .or_default()
-                    .insert(key.name.clone(), Box::new(slice));
+                let slices = self.slices.entry(owner.clone()).or_default();
+                if let Err(index) = find_slice(slices, &key.name) {
+                    slices.insert(index, Box::new(slice));
+                }
                 self.slice_owner.insert(key, owner);
             }
             None => {
@@ -178,7 +179,9 @@ impl ClusterStore {
         self.unowned_slices.remove(key);
         if let Some(owner) = self.slice_owner.remove(key) {
             if let Some(slices) = self.slices.get_mut(&owner) {
-                slices.remove(&key.name);
+                if let Ok(index) = find_slice(slices, &key.name) {
+                    slices.remove(index);
+                }
                 if slices.is_empty() {
                     self.slices.remove(&owner);
                 }
@@ -269,7 +272,7 @@ impl ClusterStore {
         self.slices
             .get(service)
             .into_iter()
-            .flat_map(|s| s.values().map(|slice| slice.as_ref()))
+            .flat_map(|s| s.iter().map(|slice| slice.as_ref()))
     }
 
     /// EndpointSlices without the service-name label (they are ignored, and reported).
@@ -286,4 +289,10 @@ impl ClusterStore {
     pub fn service_count(&self) -> usize {
         self.services.len()
     }
+}
+
+/// Where the slice with this name is in a service's name-ordered slices (`Err`: where it
+/// would go).
+fn find_slice(slices: &[Box<SlimEndpointSlice>], name: &str) -> Result<usize, usize> {
+    slices.binary_search_by(|slice| slice.metadata.name.as_str().cmp(name))
 }
