@@ -65,7 +65,7 @@ pub struct ClusterStore {
     services: BTreeMap<NamespacedName, SlimService>,
     /// Each service's slices in name order: most services have one, so a small vector
     /// (a B-tree leaf holds eleven entries inline).
-    slices: HashMap<NamespacedName, Vec<Box<SlimEndpointSlice>>>,
+    slices: HashMap<NamespacedName, Vec<SlimEndpointSlice>>,
     slice_owner: HashMap<NamespacedName, NamespacedName>,
     unowned_slices: BTreeSet<NamespacedName>,
     node: Option<SlimNode>,
@@ -138,7 +138,7 @@ impl ClusterStore {
             .get(&key)
             .and_then(|o| self.slices.get(o))
             .and_then(|slices| Some(&slices[find_slice(slices, &key.name).ok()?]))
-            .is_some_and(|old| **old == slice);
+            .is_some_and(|old| *old == slice);
         if unchanged {
             return;
         }
@@ -150,7 +150,7 @@ impl ClusterStore {
                 self.changes.services.insert(owner.clone());
                 let slices = self.slices.entry(owner.clone()).or_default();
                 if let Err(index) = find_slice(slices, &key.name) {
-                    slices.insert(index, Box::new(slice));
+                    slices.insert(index, slice);
                 }
                 self.slice_owner.insert(key, owner);
             }
@@ -269,10 +269,7 @@ impl ClusterStore {
 
     /// The EndpointSlices of a service, in slice-name order.
     pub fn slices_of(&self, service: &NamespacedName) -> impl Iterator<Item = &SlimEndpointSlice> {
-        self.slices
-            .get(service)
-            .into_iter()
-            .flat_map(|s| s.iter().map(|slice| slice.as_ref()))
+        self.slices.get(service).into_iter().flat_map(|s| s.iter())
     }
 
     /// EndpointSlices without the service-name label (they are ignored, and reported).
@@ -293,6 +290,6 @@ impl ClusterStore {
 
 /// Where the slice with this name is in a service's name-ordered slices (`Err`: where it
 /// would go).
-fn find_slice(slices: &[Box<SlimEndpointSlice>], name: &str) -> Result<usize, usize> {
+fn find_slice(slices: &[SlimEndpointSlice], name: &str) -> Result<usize, usize> {
     slices.binary_search_by(|slice| slice.metadata.name.as_str().cmp(name))
 }
