@@ -90,6 +90,12 @@ endpoints:
     }
 
     #[test]
+    fn an_endpoint_stays_small() {
+        // 100,000 endpoints at 10,000 services: every byte here is 100 kB of agent memory.
+        assert!(std::mem::size_of::<SlimEndpoint>() <= 56);
+    }
+
+    #[test]
     fn a_service_keeps_what_the_proxy_reads() {
         let text = r#"
 apiVersion: v1
