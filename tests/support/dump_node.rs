@@ -300,7 +300,7 @@ fn has_node(cluster: &str, hostname: &str) -> Result<bool, String> {
     let manifest = parse_manifest(cluster).map_err(|e| e.to_string())?;
     Ok(manifest.objects.iter().any(|object| {
         matches!(object, KubeObject::Node(node)
-            if node.metadata.name.as_deref() == Some(hostname))
+            if node.metadata.name == hostname)
     }))
 }
 

@@ -2,12 +2,13 @@
 //! Prints the output size; criterion prints the times.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kproxy_iptables::{IptablesProxier, IptablesSettings, LocalDetector};
+use kproxy_model::slim::{
+    AddressType, IpText, ServiceType, SliceMeta, SlimEndpoint, SlimEndpointPort, SlimEndpointSlice,
+    SlimMeta, SlimService, SlimServicePort, SlimServiceSpec,
+};
 use kproxy_model::{ClusterStore, IpFamily, KubeObject, NamespacedName, Snapshot, StoreEvent};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 const SERVICES: usize = 10_000;
@@ -15,61 +16,55 @@ const ENDPOINTS: usize = 10;
 
 fn service(i: usize) -> KubeObject {
     let node_port = i.is_multiple_of(10).then_some(30000 + (i / 10) as i32);
-    KubeObject::Service(Box::new(Service {
-        metadata: ObjectMeta {
-            name: Some(format!("svc-{i}")),
-            namespace: Some("bench".into()),
-            ..ObjectMeta::default()
+    KubeObject::Service(Box::new(SlimService {
+        metadata: SlimMeta {
+            name: format!("svc-{i}"),
+            namespace: "bench".into(),
+            resource_version: None,
         },
-        spec: Some(ServiceSpec {
-            type_: Some(
-                if node_port.is_some() {
-                    "NodePort"
-                } else {
-                    "ClusterIP"
-                }
-                .into(),
-            ),
-            cluster_ip: Some(format!("10.96.{}.{}", i / 250, i % 250 + 1)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
+        spec: Some(SlimServiceSpec {
+            type_: if node_port.is_some() {
+                ServiceType::NodePort
+            } else {
+                ServiceType::ClusterIp
+            },
+            cluster_ip: Some(IpText::parse(&format!("10.96.{}.{}", i / 250, i % 250 + 1))),
+            ports: vec![SlimServicePort {
+                name: "http".into(),
                 port: 80,
-                protocol: Some("TCP".into()),
                 node_port,
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
+                ..SlimServicePort::default()
+            }],
+            ..SlimServiceSpec::default()
         }),
-        status: None,
+        load_balancer_ingress: Vec::new(),
     }))
 }
 
 fn slice(i: usize, generation: usize) -> KubeObject {
-    let labels = BTreeMap::from([("kubernetes.io/service-name".to_string(), format!("svc-{i}"))]);
-    KubeObject::EndpointSlice(Box::new(EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(format!("svc-{i}-abc")),
-            namespace: Some("bench".into()),
-            labels: Some(labels),
-            ..ObjectMeta::default()
+    KubeObject::EndpointSlice(Box::new(SlimEndpointSlice {
+        metadata: SliceMeta {
+            name: format!("svc-{i}-abc"),
+            namespace: "bench".into(),
+            service_name: Some(format!("svc-{i}")),
+            ..SliceMeta::default()
         },
-        address_type: "IPv4".into(),
+        address_type: AddressType::V4,
         endpoints: (0..ENDPOINTS)
-            .map(|e| Endpoint {
-                addresses: vec![format!(
+            .map(|e| SlimEndpoint {
+                address: Some(IpText::parse(&format!(
                     "10.{}.{}.{}",
                     64 + e + generation,
                     i / 250,
                     i % 250 + 1
-                )],
-                ..Endpoint::default()
+                ))),
+                ..SlimEndpoint::default()
             })
             .collect(),
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
+        ports: Box::new([SlimEndpointPort {
+            name: "http".into(),
             port: Some(8080),
-            protocol: Some("TCP".into()),
-            ..EndpointPort::default()
+            ..SlimEndpointPort::default()
         }]),
     }))
 }

@@ -2,11 +2,12 @@
 //! state as a full sync would: random cluster changes are applied both ways to fake
 //! kernels and the results compared chain by chain.
 
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kproxy_iptables::fake::FakeKernel;
 use kproxy_iptables::{jump_rules, IptablesProxier, IptablesSettings, LocalDetector};
+use kproxy_model::slim::{
+    AddressType, Conditions, IpText, ServiceType, SliceMeta, SlimEndpoint, SlimEndpointPort,
+    SlimEndpointSlice, SlimMeta, SlimService, SlimServicePort, SlimServiceSpec,
+};
 use kproxy_model::{
     ClusterStore, IpFamily, KubeObject, ObjectKind, ObjectRef, Snapshot, StoreEvent,
 };
@@ -38,39 +39,34 @@ fn change() -> impl Strategy<Value = Change> {
     ]
 }
 
-fn meta(name: String, labels: Option<BTreeMap<String, String>>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name),
-        namespace: Some("ns".into()),
-        labels,
-        ..ObjectMeta::default()
-    }
-}
-
 fn event(change: &Change) -> StoreEvent {
     match change {
         Change::Service(n, kind) => {
-            let (type_, policy) = match kind {
-                0 => ("ClusterIP", None),
-                1 => ("NodePort", None),
-                _ => ("LoadBalancer", Some("Local".to_string())),
+            let type_ = match kind {
+                0 => ServiceType::ClusterIp,
+                1 => ServiceType::NodePort,
+                _ => ServiceType::LoadBalancer,
             };
-            StoreEvent::Apply(KubeObject::Service(Box::new(Service {
-                metadata: meta(format!("svc{n}"), None),
-                spec: Some(ServiceSpec {
-                    type_: Some(type_.into()),
-                    cluster_ip: Some(format!("10.96.0.{}", n + 1)),
-                    external_traffic_policy: policy,
+            StoreEvent::Apply(KubeObject::Service(Box::new(SlimService {
+                metadata: SlimMeta {
+                    name: format!("svc{n}"),
+                    namespace: "ns".into(),
+                    resource_version: None,
+                },
+                spec: Some(SlimServiceSpec {
+                    type_,
+                    cluster_ip: Some(IpText::parse(&format!("10.96.0.{}", n + 1))),
+                    external_policy_local: *kind == 2,
                     health_check_node_port: (*kind == 2).then_some(32000 + *n as i32),
-                    ports: Some(vec![ServicePort {
-                        name: Some("p".into()),
+                    ports: vec![SlimServicePort {
+                        name: "p".into(),
                         port: 80,
                         node_port: (*kind > 0).then_some(30000 + *n as i32),
-                        ..ServicePort::default()
-                    }]),
-                    ..ServiceSpec::default()
+                        ..SlimServicePort::default()
+                    }],
+                    ..SlimServiceSpec::default()
                 }),
-                status: None,
+                load_balancer_ingress: Vec::new(),
             })))
         }
         Change::DeleteService(n) => StoreEvent::Delete(ObjectRef {
@@ -79,28 +75,31 @@ fn event(change: &Change) -> StoreEvent {
             name: format!("svc{n}"),
         }),
         Change::Endpoints(n, eps) => {
-            let labels =
-                BTreeMap::from([("kubernetes.io/service-name".to_string(), format!("svc{n}"))]);
-            StoreEvent::Apply(KubeObject::EndpointSlice(Box::new(EndpointSlice {
-                metadata: meta(format!("svc{n}-1"), Some(labels)),
-                address_type: "IPv4".into(),
+            StoreEvent::Apply(KubeObject::EndpointSlice(Box::new(SlimEndpointSlice {
+                metadata: SliceMeta {
+                    name: format!("svc{n}-1"),
+                    namespace: "ns".into(),
+                    service_name: Some(format!("svc{n}")),
+                    ..SliceMeta::default()
+                },
+                address_type: AddressType::V4,
                 endpoints: eps
                     .iter()
-                    .map(|(pod, ready, local)| Endpoint {
-                        addresses: vec![format!("10.244.{n}.{}", pod + 1)],
-                        conditions: Some(EndpointConditions {
+                    .map(|(pod, ready, local)| SlimEndpoint {
+                        address: Some(IpText::parse(&format!("10.244.{n}.{}", pod + 1))),
+                        conditions: Conditions {
                             ready: Some(*ready),
                             serving: Some(true),
                             terminating: Some(!ready),
-                        }),
+                        },
                         node_name: Some(if *local { "node-0" } else { "node-1" }.into()),
-                        ..Endpoint::default()
+                        hints: None,
                     })
                     .collect(),
-                ports: Some(vec![EndpointPort {
-                    name: Some("p".into()),
+                ports: Box::new([SlimEndpointPort {
+                    name: "p".into(),
                     port: Some(8080),
-                    ..EndpointPort::default()
+                    ..SlimEndpointPort::default()
                 }]),
             })))
         }

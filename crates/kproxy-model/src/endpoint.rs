@@ -1,11 +1,11 @@
 //! Endpoints: the backends of a service port, merged from all of a Service's
 //! EndpointSlices.
 
-use crate::addr::{join_host_port, parse_ip_sloppy, IpFamily};
-use crate::service::{Protocol, ServicePortName};
+use crate::addr::{join_host_port, IpFamily};
+use crate::service::ServicePortName;
+use crate::slim::{IpText, ProtocolField, SlimEndpoint, SlimEndpointSlice};
 use crate::store::NamespacedName;
 use crate::warning::WarningSink;
-use k8s_openapi::api::discovery::v1::{Endpoint as ApiEndpoint, EndpointSlice};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -38,25 +38,20 @@ pub(crate) type EndpointsByPort = BTreeMap<ServicePortName, Vec<Endpoint>>;
 /// Merges a Service's EndpointSlices of one family into endpoints per service port.
 pub(crate) fn endpoints_of_service<'a>(
     service: &NamespacedName,
-    slices: impl Iterator<Item = &'a EndpointSlice>,
+    slices: impl Iterator<Item = &'a SlimEndpointSlice>,
     family: IpFamily,
     node_name: &str,
     warnings: &mut Vec<crate::ModelWarning>,
 ) -> EndpointsByPort {
     let mut merged: BTreeMap<ServicePortName, BTreeMap<String, Endpoint>> = BTreeMap::new();
     for slice in slices {
-        let wanted = match family {
-            IpFamily::V4 => "IPv4",
-            IpFamily::V6 => "IPv6",
-        };
-        if slice.address_type != wanted {
+        if slice.address_type.family() != Some(family) {
             continue;
         }
         let mut sink = WarningSink {
             object: format!(
                 "EndpointSlice {}/{}",
-                service.namespace,
-                slice.metadata.name.as_deref().unwrap_or("")
+                service.namespace, slice.metadata.name
             ),
             out: warnings,
         };
@@ -82,18 +77,20 @@ pub(crate) fn endpoints_of_service<'a>(
 
 fn slice_ports(
     service: &NamespacedName,
-    slice: &EndpointSlice,
+    slice: &SlimEndpointSlice,
     sink: &mut WarningSink<'_>,
 ) -> Vec<(ServicePortName, u16)> {
     let mut ports = Vec::new();
-    for (index, api_port) in slice.ports.iter().flatten().enumerate() {
-        let protocol_text = api_port.protocol.as_deref().unwrap_or("TCP");
-        let Some(protocol) = Protocol::from_api(protocol_text) else {
-            sink.warn(
-                format!("ports[{index}].protocol"),
-                format!("unknown protocol {protocol_text:?}; port skipped"),
-            );
-            continue;
+    for (index, api_port) in slice.ports.iter().enumerate() {
+        let protocol = match &api_port.protocol {
+            ProtocolField::Known(protocol) => *protocol,
+            ProtocolField::Unknown(text) => {
+                sink.warn(
+                    format!("ports[{index}].protocol"),
+                    format!("unknown protocol {text:?}; port skipped"),
+                );
+                continue;
+            }
         };
         let Some(raw_port) = api_port.port else {
             continue;
@@ -110,7 +107,7 @@ fn slice_ports(
         };
         let name = ServicePortName {
             service: service.clone(),
-            port: api_port.name.clone().unwrap_or_default(),
+            port: api_port.name.clone(),
             protocol,
         };
         ports.push((name, port));
@@ -119,25 +116,27 @@ fn slice_ports(
 }
 
 fn endpoint(
-    api: &ApiEndpoint,
+    api: &SlimEndpoint,
     index: usize,
     port: u16,
     node_name: &str,
     sink: &mut WarningSink<'_>,
 ) -> Option<Endpoint> {
-    let text = api.addresses.first()?;
-    let Some(ip) = parse_ip_sloppy(text) else {
-        sink.warn(
-            format!("endpoints[{index}].addresses[0]"),
-            format!("{text:?} is not an IP address; endpoint skipped"),
-        );
-        return None;
+    let ip = match api.address.as_ref()? {
+        IpText::Ip(ip) => *ip,
+        IpText::Invalid(text) => {
+            sink.warn(
+                format!("endpoints[{index}].addresses[0]"),
+                format!("{text:?} is not an IP address; endpoint skipped"),
+            );
+            return None;
+        }
     };
-    let conditions = api.conditions.as_ref();
-    let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-    let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
-    let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-    let hints = api.hints.as_ref();
+    let conditions = api.conditions;
+    let ready = conditions.ready.unwrap_or(true);
+    let serving = conditions.serving.unwrap_or(ready);
+    let terminating = conditions.terminating.unwrap_or(false);
+    let hints = api.hints.as_deref();
     Some(Endpoint {
         addr: join_host_port(&ip, port),
         ip,
@@ -146,13 +145,7 @@ fn endpoint(
         serving,
         terminating,
         is_local: !node_name.is_empty() && api.node_name.as_deref() == Some(node_name),
-        zone_hints: hints
-            .and_then(|h| h.for_zones.as_ref())
-            .map(|zones| zones.iter().map(|z| z.name.clone()).collect())
-            .unwrap_or_default(),
-        node_hints: hints
-            .and_then(|h| h.for_nodes.as_ref())
-            .map(|nodes| nodes.iter().map(|n| n.name.clone()).collect())
-            .unwrap_or_default(),
+        zone_hints: hints.map(|h| h.for_zones.clone()).unwrap_or_default(),
+        node_hints: hints.map(|h| h.for_nodes.clone()).unwrap_or_default(),
     })
 }

@@ -21,7 +21,9 @@ pub mod warning;
 pub use addr::{join_host_port, parse_cidr_sloppy, parse_ip_sloppy, IpFamily};
 pub use endpoint::Endpoint;
 pub use node::NodeFacts;
-pub use objects::{parse_manifest, KubeObject, Manifest, ManifestError, ObjectKind, ObjectRef};
+pub use objects::{
+    manifest_documents, parse_manifest, KubeObject, Manifest, ManifestError, ObjectKind, ObjectRef,
+};
 pub use selection::{select_endpoints, EndpointSelection, NodeTopology};
 pub use service::{IngressMode, Protocol, ServicePort, ServicePortName};
 pub use slim::TRIGGER_TIME_ANNOTATION;

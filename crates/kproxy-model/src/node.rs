@@ -2,7 +2,7 @@
 
 use crate::addr::parse_ip_sloppy;
 use crate::selection::NodeTopology;
-use k8s_openapi::api::core::v1::Node;
+use crate::slim::SlimNode;
 use std::net::IpAddr;
 
 /// The label holding a node's zone.
@@ -23,13 +23,10 @@ pub struct NodeFacts {
 
 impl NodeFacts {
     /// Reads the facts from a Node object.
-    pub fn from_node(node: &Node) -> Self {
+    pub fn from_node(node: &SlimNode) -> Self {
         let addresses_of = |kind: &str| -> Vec<IpAddr> {
-            node.status
-                .as_ref()
-                .and_then(|s| s.addresses.as_ref())
-                .into_iter()
-                .flatten()
+            node.addresses
+                .iter()
                 .filter(|a| a.type_ == kind)
                 .filter_map(|a| parse_ip_sloppy(&a.address))
                 .collect()
@@ -38,19 +35,13 @@ impl NodeFacts {
         if addresses.is_empty() {
             addresses = addresses_of("ExternalIP");
         }
-        let spec = node.spec.as_ref();
-        let mut pod_cidrs: Vec<String> = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+        let mut pod_cidrs = node.spec.pod_cidrs.clone();
         if pod_cidrs.is_empty() {
-            pod_cidrs.extend(spec.and_then(|s| s.pod_cidr.clone()));
+            pod_cidrs.extend(node.spec.pod_cidr.clone());
         }
         NodeFacts {
-            name: node.metadata.name.clone().unwrap_or_default(),
-            zone: node
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(ZONE_LABEL))
-                .cloned(),
+            name: node.metadata.name.clone(),
+            zone: node.metadata.labels.get(ZONE_LABEL).cloned(),
             addresses,
             pod_cidrs,
         }

@@ -1,8 +1,7 @@
 //! Kubernetes objects kproxy reads, and the manifest parser that turns YAML or JSON text
 //! into them.
 
-use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use crate::slim::{SlimEndpointSlice, SlimNode, SlimService};
 use serde::Deserialize;
 use std::fmt;
 
@@ -27,15 +26,25 @@ impl fmt::Display for ObjectKind {
     }
 }
 
-/// One object kproxy watches.
+impl ObjectKind {
+    /// The `apiVersion` of this kind.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            ObjectKind::Service | ObjectKind::Node => "v1",
+            ObjectKind::EndpointSlice => "discovery.k8s.io/v1",
+        }
+    }
+}
+
+/// One object kproxy watches, as it keeps it (see [`crate::slim`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum KubeObject {
     /// A Service.
-    Service(Box<Service>),
+    Service(Box<SlimService>),
     /// An EndpointSlice.
-    EndpointSlice(Box<EndpointSlice>),
+    EndpointSlice(Box<SlimEndpointSlice>),
     /// A Node.
-    Node(Box<Node>),
+    Node(Box<SlimNode>),
 }
 
 /// Names one object: kind, namespace (empty for Nodes) and name.
@@ -71,15 +80,15 @@ impl KubeObject {
 
     /// The reference (kind, namespace, name) of this object.
     pub fn object_ref(&self) -> ObjectRef {
-        let meta = match self {
-            KubeObject::Service(s) => &s.metadata,
-            KubeObject::EndpointSlice(s) => &s.metadata,
-            KubeObject::Node(n) => &n.metadata,
+        let (namespace, name) = match self {
+            KubeObject::Service(s) => (s.metadata.namespace.as_str(), &s.metadata.name),
+            KubeObject::EndpointSlice(s) => (s.metadata.namespace.as_str(), &s.metadata.name),
+            KubeObject::Node(n) => ("", &n.metadata.name),
         };
         ObjectRef {
             kind: self.kind(),
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
+            namespace: namespace.to_string(),
+            name: name.clone(),
         }
     }
 }
@@ -131,6 +140,35 @@ pub struct Manifest {
 /// -o yaml` prints). Returns an error naming the document and field on the first bad one.
 pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
     let mut manifest = Manifest::default();
+    walk_manifest(text, &mut |document| match document {
+        Document::Watched(object, _) => manifest.objects.push(object),
+        Document::Ignored(kind) => manifest.ignored_kinds.push(kind),
+    })?;
+    Ok(manifest)
+}
+
+/// The documents of a manifest whose kinds kproxy watches, as JSON (items of a list with
+/// their kind and apiVersion filled in), each checked as [`parse_manifest`] checks it. The
+/// fake API server serves these, unabridged.
+pub fn manifest_documents(text: &str) -> Result<Vec<serde_json::Value>, ManifestError> {
+    let mut documents = Vec::new();
+    walk_manifest(text, &mut |document| {
+        if let Document::Watched(_, value) = document {
+            documents.push(value);
+        }
+    })?;
+    Ok(documents)
+}
+
+/// One document of a manifest.
+enum Document {
+    /// Of a kind kproxy watches: the object and the JSON it was read from.
+    Watched(KubeObject, serde_json::Value),
+    /// Of another kind.
+    Ignored(String),
+}
+
+fn walk_manifest(text: &str, sink: &mut dyn FnMut(Document)) -> Result<(), ManifestError> {
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let number = index + 1;
         let value =
@@ -138,15 +176,15 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
                 document: number,
                 message: e.to_string(),
             })?;
-        collect_document(value, number, &mut manifest)?;
+        collect_document(value, number, sink)?;
     }
-    Ok(manifest)
+    Ok(())
 }
 
 fn collect_document(
     value: serde_json::Value,
     number: usize,
-    manifest: &mut Manifest,
+    sink: &mut dyn FnMut(Document),
 ) -> Result<(), ManifestError> {
     if value.is_null() {
         return Ok(());
@@ -162,7 +200,7 @@ fn collect_document(
     if kind.ends_with("List") {
         if let Some(serde_json::Value::Array(items)) = value.get("items") {
             for item in items.iter().cloned() {
-                collect_document(with_item_defaults(item, &kind), number, manifest)?;
+                collect_document(with_item_defaults(item, &kind), number, sink)?;
             }
         }
         return Ok(());
@@ -173,9 +211,9 @@ fn collect_document(
             field: "apiVersion",
         });
     }
-    match decode_object(&kind, value, number)? {
-        Some(object) => manifest.objects.push(object),
-        None => manifest.ignored_kinds.push(kind),
+    match decode_value(&kind, &value, number)? {
+        Some(object) => sink(Document::Watched(object, value)),
+        None => sink(Document::Ignored(kind)),
     }
     Ok(())
 }
@@ -205,6 +243,14 @@ pub fn decode_object(
     value: serde_json::Value,
     document: usize,
 ) -> Result<Option<KubeObject>, ManifestError> {
+    decode_value(kind, &value, document)
+}
+
+fn decode_value(
+    kind: &str,
+    value: &serde_json::Value,
+    document: usize,
+) -> Result<Option<KubeObject>, ManifestError> {
     let name = value
         .pointer("/metadata/name")
         .and_then(|n| n.as_str())
@@ -216,17 +262,35 @@ pub fn decode_object(
         name: name.clone(),
         message: format!("field `{}`: {}", e.path(), e.inner()),
     };
-    let object = match kind {
-        "Service" => KubeObject::Service(Box::new(
-            serde_path_to_error::deserialize(value).map_err(schema_error)?,
-        )),
-        "EndpointSlice" => KubeObject::EndpointSlice(Box::new(
-            serde_path_to_error::deserialize(value).map_err(schema_error)?,
-        )),
-        "Node" => KubeObject::Node(Box::new(
-            serde_path_to_error::deserialize(value).map_err(schema_error)?,
-        )),
+    let object_kind = match kind {
+        "Service" => ObjectKind::Service,
+        "EndpointSlice" => ObjectKind::EndpointSlice,
+        "Node" => ObjectKind::Node,
         _ => return Ok(None),
+    };
+    if let Some(api_version) = value.get("apiVersion").and_then(|v| v.as_str()) {
+        let expected = object_kind.api_version();
+        if api_version != expected {
+            return Err(ManifestError::Schema {
+                document,
+                kind: kind.to_string(),
+                name,
+                message: format!(
+                    "field `apiVersion`: invalid value: string {api_version:?}, expected {expected}"
+                ),
+            });
+        }
+    }
+    let object = match object_kind {
+        ObjectKind::Service => KubeObject::Service(Box::new(
+            serde_path_to_error::deserialize(value).map_err(schema_error)?,
+        )),
+        ObjectKind::EndpointSlice => KubeObject::EndpointSlice(Box::new(
+            serde_path_to_error::deserialize(value).map_err(schema_error)?,
+        )),
+        ObjectKind::Node => KubeObject::Node(Box::new(
+            serde_path_to_error::deserialize(value).map_err(schema_error)?,
+        )),
     };
     Ok(Some(object))
 }
@@ -253,5 +317,12 @@ mod tests {
         let message = err.to_string();
         assert!(message.starts_with("document 2 (Service b)"), "{message}");
         assert!(message.contains("field `spec.ports[0].port`"), "{message}");
+        let text =
+            "apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata: {name: s}\n";
+        let message = parse_manifest(text).expect_err("old version").to_string();
+        assert_eq!(
+            message,
+            "document 1 (EndpointSlice s): field `apiVersion`: invalid value: string \"discovery.k8s.io/v1beta1\", expected discovery.k8s.io/v1"
+        );
     }
 }

@@ -2,10 +2,12 @@
 //! family.
 
 use crate::addr::{parse_cidr_sloppy, parse_ip_sloppy, IpFamily};
+use crate::slim::{
+    IpText, ProtocolField, ServiceType, SlimService, SlimServicePort, SlimServiceSpec,
+};
 use crate::store::NamespacedName;
 use crate::warning::WarningSink;
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::{Service, ServicePort as ApiServicePort};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -124,7 +126,7 @@ impl ServicePort {
 /// reported through `warnings`; a bad port skips only that port.
 pub(crate) fn service_ports(
     key: &NamespacedName,
-    service: &Service,
+    service: &SlimService,
     family: IpFamily,
     warnings: &mut WarningSink<'_>,
 ) -> Vec<ServicePort> {
@@ -138,7 +140,7 @@ pub(crate) fn service_ports(
         );
         return Vec::new();
     }
-    if spec.type_.as_deref() == Some("ExternalName") {
+    if spec.type_ == ServiceType::ExternalName {
         return Vec::new();
     }
     let Some(cluster_ip) = cluster_ip_of_family(service, family, warnings) else {
@@ -146,7 +148,7 @@ pub(crate) fn service_ports(
     };
     let common = ServiceCommon::new(service, family, warnings);
     let mut ports: Vec<ServicePort> = Vec::new();
-    for (index, api_port) in spec.ports.iter().flatten().enumerate() {
+    for (index, api_port) in spec.ports.iter().enumerate() {
         let Some(name) = port_name(key, api_port, index, warnings) else {
             continue;
         };
@@ -178,14 +180,18 @@ struct ServiceCommon {
 }
 
 impl ServiceCommon {
-    fn new(service: &Service, family: IpFamily, warnings: &mut WarningSink<'_>) -> ServiceCommon {
-        let spec = service.spec.clone().unwrap_or_default();
-        let type_ = spec.type_.as_deref().unwrap_or("");
-        let externally_typed = type_ == "NodePort" || type_ == "LoadBalancer";
-        let external_policy_local =
-            externally_typed && spec.external_traffic_policy.as_deref() == Some("Local");
+    fn new(
+        service: &SlimService,
+        family: IpFamily,
+        warnings: &mut WarningSink<'_>,
+    ) -> ServiceCommon {
+        let default_spec = SlimServiceSpec::default();
+        let spec = service.spec.as_ref().unwrap_or(&default_spec);
+        let load_balancer = spec.type_ == ServiceType::LoadBalancer;
+        let externally_typed = spec.type_ == ServiceType::NodePort || load_balancer;
+        let external_policy_local = externally_typed && spec.external_policy_local;
         let mut health_check_node_port = 0;
-        if type_ == "LoadBalancer" && external_policy_local {
+        if load_balancer && external_policy_local {
             match spec.health_check_node_port.map(u16::try_from) {
                 Some(Ok(p)) if p != 0 => health_check_node_port = p,
                 _ => warnings.warn(
@@ -194,25 +200,22 @@ impl ServiceCommon {
                 ),
             }
         }
-        let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-            spec.session_affinity_config
-                .as_ref()
-                .and_then(|c| c.client_ip.as_ref())
-                .and_then(|c| c.timeout_seconds)
+        let affinity_timeout = spec.client_ip_affinity.then(|| {
+            spec.affinity_timeout_seconds
                 .and_then(|t| u32::try_from(t).ok())
                 .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECONDS)
         });
         ServiceCommon {
-            external_ips: external_ips(&spec.external_ips.unwrap_or_default(), family, warnings),
+            external_ips: external_ips(&spec.external_ips, family, warnings),
             load_balancer_ips: ingress_ips(service, family, warnings),
             load_balancer_source_ranges: source_ranges(
-                &spec.load_balancer_source_ranges.unwrap_or_default(),
+                &spec.load_balancer_source_ranges,
                 family,
                 warnings,
             ),
             affinity_timeout,
             external_policy_local,
-            internal_policy_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+            internal_policy_local: spec.internal_policy_local,
             health_check_node_port,
         }
     }
@@ -241,24 +244,25 @@ impl ServiceCommon {
 }
 
 fn cluster_ip_of_family(
-    service: &Service,
+    service: &SlimService,
     family: IpFamily,
     warnings: &mut WarningSink<'_>,
 ) -> Option<IpAddr> {
     let spec = service.spec.as_ref()?;
-    let primary = spec.cluster_ip.as_deref().unwrap_or("");
-    if primary.is_empty() || primary == "None" {
+    let primary = spec.cluster_ip.as_ref()?;
+    if matches!(primary, IpText::Invalid(text) if text.is_empty() || &**text == "None") {
         return None;
     }
-    let candidates: Vec<&str> = match spec.cluster_ips.as_deref() {
-        Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
-        _ => vec![primary],
+    let candidates = if spec.cluster_ips.is_empty() {
+        std::slice::from_ref(primary)
+    } else {
+        &spec.cluster_ips[..]
     };
-    for (index, text) in candidates.iter().enumerate() {
-        match parse_ip_sloppy(text) {
-            Some(ip) if IpFamily::of(&ip) == family => return Some(ip),
-            Some(_) => {}
-            None => warnings.warn(
+    for (index, address) in candidates.iter().enumerate() {
+        match address {
+            IpText::Ip(ip) if IpFamily::of(ip) == family => return Some(*ip),
+            IpText::Ip(_) => {}
+            IpText::Invalid(text) => warnings.warn(
                 format!("spec.clusterIPs[{index}]"),
                 format!("{text:?} is not an IP address; service skipped"),
             ),
@@ -289,11 +293,11 @@ pub fn is_valid_port_name(name: &str) -> bool {
 
 fn port_name(
     key: &NamespacedName,
-    api_port: &ApiServicePort,
+    api_port: &SlimServicePort,
     index: usize,
     warnings: &mut WarningSink<'_>,
 ) -> Option<ServicePortName> {
-    let name = api_port.name.clone().unwrap_or_default();
+    let name = api_port.name.clone();
     if !is_valid_port_name(&name) {
         warnings.warn(
             format!("spec.ports[{index}].name"),
@@ -301,13 +305,15 @@ fn port_name(
         );
         return None;
     }
-    let protocol_text = api_port.protocol.as_deref().unwrap_or("TCP");
-    let Some(protocol) = Protocol::from_api(protocol_text) else {
-        warnings.warn(
-            format!("spec.ports[{index}].protocol"),
-            format!("unknown protocol {protocol_text:?}; port skipped"),
-        );
-        return None;
+    let protocol = match &api_port.protocol {
+        ProtocolField::Known(protocol) => *protocol,
+        ProtocolField::Unknown(text) => {
+            warnings.warn(
+                format!("spec.ports[{index}].protocol"),
+                format!("unknown protocol {text:?}; port skipped"),
+            );
+            return None;
+        }
     };
     Some(ServicePortName {
         service: key.clone(),
@@ -317,7 +323,7 @@ fn port_name(
 }
 
 fn port_numbers(
-    api_port: &ApiServicePort,
+    api_port: &SlimServicePort,
     index: usize,
     warnings: &mut WarningSink<'_>,
 ) -> Option<(u16, u16)> {
@@ -348,13 +354,13 @@ fn port_numbers(
     Some((port, node_port))
 }
 
-fn external_ips(texts: &[String], family: IpFamily, warnings: &mut WarningSink<'_>) -> Vec<IpAddr> {
+fn external_ips(texts: &[IpText], family: IpFamily, warnings: &mut WarningSink<'_>) -> Vec<IpAddr> {
     let mut ips = Vec::new();
-    for (index, text) in texts.iter().enumerate() {
-        match parse_ip_sloppy(text) {
-            Some(ip) if IpFamily::of(&ip) == family => ips.push(ip),
-            Some(_) => {}
-            None => warnings.warn(
+    for (index, address) in texts.iter().enumerate() {
+        match address {
+            IpText::Ip(ip) if IpFamily::of(ip) == family => ips.push(*ip),
+            IpText::Ip(_) => {}
+            IpText::Invalid(text) => warnings.warn(
                 format!("spec.externalIPs[{index}]"),
                 format!("{text:?} is not an IP address; ignored"),
             ),
@@ -363,14 +369,13 @@ fn external_ips(texts: &[String], family: IpFamily, warnings: &mut WarningSink<'
     ips
 }
 
-fn ingress_ips(service: &Service, family: IpFamily, warnings: &mut WarningSink<'_>) -> Vec<IpAddr> {
-    let ingress = service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref());
+fn ingress_ips(
+    service: &SlimService,
+    family: IpFamily,
+    warnings: &mut WarningSink<'_>,
+) -> Vec<IpAddr> {
     let mut ips = Vec::new();
-    for (index, entry) in ingress.into_iter().flatten().enumerate() {
+    for (index, entry) in service.load_balancer_ingress.iter().enumerate() {
         let Some(text) = entry.ip.as_deref().filter(|t| !t.is_empty()) else {
             continue;
         };

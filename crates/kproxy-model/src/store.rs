@@ -2,10 +2,9 @@
 //! touched since the change set was last taken.
 
 use crate::objects::{KubeObject, ObjectKind, ObjectRef};
-use crate::slim::{slim_service, slim_slice};
-use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::slim::{SlimEndpointSlice, SlimNode, SlimService};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -62,12 +61,17 @@ pub struct StoreChanges {
 /// The latest Services, EndpointSlices and local Node, indexed by service.
 #[derive(Debug, Default, Clone)]
 pub struct ClusterStore {
-    services: BTreeMap<NamespacedName, Service>,
-    /// Boxed: most services have one slice, and a B-tree leaf holds eleven entries inline.
-    slices: HashMap<NamespacedName, BTreeMap<String, Box<EndpointSlice>>>,
+    /// The Services, without their name and namespace (the key has them).
+    services: BTreeMap<NamespacedName, SlimService>,
+    /// Each service's slices in name order: most services have one, so a small vector
+    /// (a B-tree leaf holds eleven entries inline).
+    slices: HashMap<NamespacedName, Vec<SlimEndpointSlice>>,
     slice_owner: HashMap<NamespacedName, NamespacedName>,
     unowned_slices: BTreeSet<NamespacedName>,
-    node: Option<Node>,
+    node: Option<SlimNode>,
+    /// One copy of each endpoint node name; names no endpoint uses any more are dropped
+    /// when the changes are taken.
+    node_names: HashSet<Arc<str>>,
     changes: StoreChanges,
 }
 
@@ -98,8 +102,11 @@ impl ClusterStore {
     fn upsert(&mut self, object: KubeObject) {
         match object {
             KubeObject::Service(mut service) => {
-                slim_service(&mut service);
-                let key = meta_key(&service.metadata);
+                service.metadata.resource_version = None;
+                let key = NamespacedName::new(
+                    std::mem::take(&mut service.metadata.namespace),
+                    std::mem::take(&mut service.metadata.name),
+                );
                 if self.services.get(&key) != Some(&service) {
                     self.changes.service_changes += 1;
                     self.changes.services.insert(key.clone());
@@ -107,7 +114,8 @@ impl ClusterStore {
                 }
             }
             KubeObject::EndpointSlice(slice) => self.upsert_slice(*slice),
-            KubeObject::Node(node) => {
+            KubeObject::Node(mut node) => {
+                node.metadata.resource_version = None;
                 if self.node.as_ref() != Some(&node) {
                     self.node = Some(*node);
                     self.changes.node = true;
@@ -116,21 +124,21 @@ impl ClusterStore {
         }
     }
 
-    fn upsert_slice(&mut self, mut slice: EndpointSlice) {
-        slim_slice(&mut slice);
-        let key = meta_key(&slice.metadata);
-        let owner = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(SERVICE_NAME_LABEL))
-            .map(|service| NamespacedName::new(key.namespace.clone(), service.clone()));
+    fn upsert_slice(&mut self, mut slice: SlimEndpointSlice) {
+        let meta = &mut slice.metadata;
+        meta.resource_version = None;
+        let key = NamespacedName::new(meta.namespace.clone(), meta.name.clone());
+        let owner = meta
+            .service_name
+            .clone()
+            .map(|service| NamespacedName::new(key.namespace.clone(), service));
+        self.share_node_names(&mut slice);
         let unchanged = self
             .slice_owner
             .get(&key)
             .and_then(|o| self.slices.get(o))
-            .and_then(|slices| slices.get(&key.name))
-            .is_some_and(|old| **old == slice);
+            .and_then(|slices| Some(&slices[find_slice(slices, &key.name).ok()?]))
+            .is_some_and(|old| *old == slice);
         if unchanged {
             return;
         }
@@ -140,10 +148,10 @@ impl ClusterStore {
             Some(owner) => {
                 self.changes.endpoint_changes = counted_before + 1;
                 self.changes.services.insert(owner.clone());
-                self.slices
-                    .entry(owner.clone())
-                    .or_default()
-                    .insert(key.name.clone(), Box::new(slice));
+                let slices = self.slices.entry(owner.clone()).or_default();
+                if let Err(index) = find_slice(slices, &key.name) {
+                    slices.insert(index, slice);
+                }
                 self.slice_owner.insert(key, owner);
             }
             None => {
@@ -152,11 +160,28 @@ impl ClusterStore {
         }
     }
 
+    /// Points each endpoint's node name at the store's copy of that name.
+    fn share_node_names(&mut self, slice: &mut SlimEndpointSlice) {
+        for endpoint in slice.endpoints.iter_mut() {
+            let Some(name) = endpoint.node_name.as_mut() else {
+                continue;
+            };
+            match self.node_names.get(name) {
+                Some(shared) => *name = shared.clone(),
+                None => {
+                    self.node_names.insert(name.clone());
+                }
+            }
+        }
+    }
+
     fn remove_slice(&mut self, key: &NamespacedName) {
         self.unowned_slices.remove(key);
         if let Some(owner) = self.slice_owner.remove(key) {
             if let Some(slices) = self.slices.get_mut(&owner) {
-                slices.remove(&key.name);
+                if let Ok(index) = find_slice(slices, &key.name) {
+                    slices.remove(index);
+                }
                 if slices.is_empty() {
                     self.slices.remove(&owner);
                 }
@@ -219,7 +244,7 @@ impl ClusterStore {
                 .map(|n| ObjectRef {
                     kind,
                     namespace: String::new(),
-                    name: n.metadata.name.clone().unwrap_or_default(),
+                    name: n.metadata.name.clone(),
                 })
                 .collect(),
         }
@@ -227,25 +252,24 @@ impl ClusterStore {
 
     /// Returns what changed since the last call, and starts a new change set.
     pub fn take_changes(&mut self) -> StoreChanges {
+        self.node_names.retain(|name| Arc::strong_count(name) > 1);
         std::mem::take(&mut self.changes)
     }
 
-    /// The Service with this name.
-    pub fn service(&self, key: &NamespacedName) -> Option<&Service> {
+    /// The Service with this name. Its `metadata` name and namespace are empty: the store
+    /// moved them into its key.
+    pub fn service(&self, key: &NamespacedName) -> Option<&SlimService> {
         self.services.get(key)
     }
 
     /// All Services, in namespace/name order.
-    pub fn services(&self) -> impl Iterator<Item = (&NamespacedName, &Service)> {
+    pub fn services(&self) -> impl Iterator<Item = (&NamespacedName, &SlimService)> {
         self.services.iter()
     }
 
     /// The EndpointSlices of a service, in slice-name order.
-    pub fn slices_of(&self, service: &NamespacedName) -> impl Iterator<Item = &EndpointSlice> {
-        self.slices
-            .get(service)
-            .into_iter()
-            .flat_map(|s| s.values().map(|slice| slice.as_ref()))
+    pub fn slices_of(&self, service: &NamespacedName) -> impl Iterator<Item = &SlimEndpointSlice> {
+        self.slices.get(service).into_iter().flat_map(|s| s.iter())
     }
 
     /// EndpointSlices without the service-name label (they are ignored, and reported).
@@ -254,7 +278,7 @@ impl ClusterStore {
     }
 
     /// The local Node, when the source has seen it.
-    pub fn node(&self) -> Option<&Node> {
+    pub fn node(&self) -> Option<&SlimNode> {
         self.node.as_ref()
     }
 
@@ -264,9 +288,8 @@ impl ClusterStore {
     }
 }
 
-fn meta_key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> NamespacedName {
-    NamespacedName::new(
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
+/// Where the slice with this name is in a service's name-ordered slices (`Err`: where it
+/// would go).
+fn find_slice(slices: &[SlimEndpointSlice], name: &str) -> Result<usize, usize> {
+    slices.binary_search_by(|slice| slice.metadata.name.as_str().cmp(name))
 }

@@ -10,7 +10,7 @@
 use crate::http::Reply;
 use crate::metrics::Metrics;
 use hyper::Method;
-use k8s_openapi::api::core::v1::Node;
+use kproxy_model::slim::SlimNode;
 use kproxy_model::IpFamily;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -112,14 +112,13 @@ impl ProxierHealth {
 
 /// Whether a Node may receive load-balancer traffic: not being deleted, not tainted for
 /// deletion by the cluster autoscaler.
-pub fn node_eligible(node: &Node) -> bool {
-    let deleting = node.metadata.deletion_timestamp.is_some();
+pub fn node_eligible(node: &SlimNode) -> bool {
     let tainted = node
         .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .is_some_and(|taints| taints.iter().any(|t| t.key == TO_BE_DELETED_TAINT));
-    !deleting && !tainted
+        .taint_keys
+        .iter()
+        .any(|k| k == TO_BE_DELETED_TAINT);
+    !node.metadata.deleting && !tainted
 }
 
 /// Formats a time as Go's `time.Time.String()` does, in UTC.
@@ -253,13 +252,13 @@ mod tests {
 
     #[test]
     fn nodes_being_deleted_or_tainted_are_not_eligible() {
-        let node: Node = serde_json::from_value(serde_json::json!({
+        let node: SlimNode = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "node-0"},
             "spec": {"taints": [{"key": TO_BE_DELETED_TAINT, "effect": "NoSchedule"}]}
         }))
         .expect("node");
         assert!(!node_eligible(&node));
-        let plain: Node =
+        let plain: SlimNode =
             serde_json::from_value(serde_json::json!({"metadata": {"name": "n"}})).expect("node");
         assert!(node_eligible(&plain));
     }

@@ -16,10 +16,9 @@ use crate::logging;
 use crate::metrics::Metrics;
 use crate::mode::{FamilySync, ProxyMode, SyncInput};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Node;
+use kproxy_model::slim::SlimNode;
 use kproxy_model::{
     ClusterStore, IpFamily, NamespacedName, NodeFacts, Snapshot, StoreChanges, StoreEvent,
-    TRIGGER_TIME_ANNOTATION,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -293,9 +292,8 @@ impl SyncLoop {
                 .filter_map(|slice| {
                     slice
                         .metadata
-                        .annotations
+                        .trigger_time
                         .as_ref()?
-                        .get(TRIGGER_TIME_ANNOTATION)?
                         .parse::<Timestamp>()
                         .ok()
                 })
@@ -356,8 +354,8 @@ fn clear_stale_flows(
     }
 }
 
-fn node_labels(node: &Node) -> BTreeMap<String, String> {
-    node.metadata.labels.clone().unwrap_or_default()
+fn node_labels(node: &SlimNode) -> BTreeMap<String, String> {
+    node.metadata.labels.clone()
 }
 
 fn unix_seconds(time: SystemTime) -> f64 {

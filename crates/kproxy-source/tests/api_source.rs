@@ -161,7 +161,7 @@ async fn initial_list_then_watched_changes() {
             let port = c
                 .store
                 .service(&kproxy_model::NamespacedName::new("ns", "web"))
-                .and_then(|s| s.spec.as_ref()?.ports.as_ref()?.first().map(|p| p.port));
+                .and_then(|s| s.spec.as_ref()?.ports.first().map(|p| p.port));
             port == Some(8080)
         })
         .await;
@@ -192,6 +192,26 @@ async fn initial_list_then_watched_changes() {
         consumer.log
     );
     assert!(consumer.services().is_empty());
+}
+
+#[tokio::test]
+async fn a_list_longer_than_a_page_is_one_replace() {
+    let server = FakeApiServer::start().await.expect("server");
+    let (_dir, kubeconfig) = kubeconfig_for(&server);
+    for i in 0..1201 {
+        server
+            .apply_json(service(&format!("s{i}"), json!({}), 80))
+            .expect("apply");
+    }
+    server.apply_json(node(NODE, "z1")).expect("apply");
+    let mut consumer = start_consumer(kubeconfig, None).await;
+    consumer.initial_sync().await;
+    assert_eq!(consumer.services().len(), 1201);
+    assert_eq!(consumer.lines_starting("replace Service").len(), 1);
+    let continued = count(&server.requests(), |r| {
+        r.is_list_of(ResourceType::Services) && r.path_and_query.contains("continue=")
+    });
+    assert_eq!(continued, 2, "{:#?}", server.requests());
 }
 
 #[tokio::test]
@@ -328,7 +348,7 @@ async fn an_expired_version_relists_and_converges() {
     let kept_port = consumer
         .store
         .service(&kproxy_model::NamespacedName::new("ns", "kept"))
-        .and_then(|s| s.spec.as_ref()?.ports.as_ref()?.first().map(|p| p.port));
+        .and_then(|s| s.spec.as_ref()?.ports.first().map(|p| p.port));
     assert_eq!(kept_port, Some(9090));
     assert_eq!(lists_of(&server, ResourceType::Services), 2);
 }

@@ -5,6 +5,7 @@
 use crate::resource::ResourceType;
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 
 /// Identifies one stored object.
@@ -22,6 +23,14 @@ pub(crate) struct Change {
     pub resource: ResourceType,
     pub old: Option<Value>,
     pub new: Option<Value>,
+}
+
+impl Change {
+    /// The key of the object changed.
+    pub fn key(&self) -> Option<ObjectKey> {
+        let object = self.new.as_ref().or(self.old.as_ref())?;
+        object_key(self.resource, object).ok()
+    }
 }
 
 /// A watch asked for history that has been compacted away.
@@ -148,6 +157,14 @@ impl History {
             .iter()
             .filter(move |(key, _)| key.resource == resource)
             .map(|(_, object)| object)
+    }
+
+    /// The stored objects with keys in a range, in key order.
+    pub fn objects_in<'a>(
+        &'a self,
+        range: (Bound<&'a ObjectKey>, Bound<&'a ObjectKey>),
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Value)> {
+        self.objects.range::<ObjectKey, _>(range)
     }
 
     /// One stored object.

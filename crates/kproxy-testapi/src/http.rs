@@ -3,6 +3,7 @@
 
 use crate::filter::Filter;
 use crate::history::ObjectKey;
+use crate::page::{list_page, PageError};
 use crate::query::ListQuery;
 use crate::resource::{ResourcePath, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -67,7 +68,7 @@ fn serve_resource(shared: &Arc<Shared>, target: ResourcePath, query: &ListQuery)
         Err(message) => return status(StatusCode::BAD_REQUEST, "BadRequest", &message),
     };
     if !query.watch {
-        return list(shared, &filter);
+        return list(shared, &filter, query);
     }
     let start = match query.resource_version.as_deref() {
         None | Some("") | Some("0") => WatchStart::Now,
@@ -112,23 +113,40 @@ fn request_filter(target: &ResourcePath, query: &ListQuery) -> Result<Filter, St
     })
 }
 
-fn list(shared: &Shared, filter: &Filter) -> Response<Body> {
-    let (items, version) = shared.read(|history| {
-        let items: Vec<Value> = history
-            .objects_of(filter.resource)
-            .filter(|o| filter.matches(o))
-            .cloned()
-            .collect();
-        (items, history.resource_version())
+fn list(shared: &Shared, filter: &Filter, query: &ListQuery) -> Response<Body> {
+    let page = shared.read(|history| {
+        list_page(
+            history,
+            filter,
+            query.limit,
+            query.continue_token.as_deref(),
+        )
     });
+    let page = match page {
+        Ok(page) => page,
+        Err(PageError::BadToken(message)) => {
+            return status(StatusCode::BAD_REQUEST, "BadRequest", &message)
+        }
+        Err(PageError::Expired(expired)) => {
+            let message = format!(
+                "the continue token's resourceVersion {} is older than {}; list again",
+                expired.requested, expired.oldest
+            );
+            return status(StatusCode::GONE, "Expired", &message);
+        }
+    };
+    let mut metadata = json!({"resourceVersion": page.resource_version.to_string()});
+    if let Some(token) = page.continue_token {
+        metadata["continue"] = token.into();
+    }
     let resource = filter.resource;
     json_response(
         StatusCode::OK,
         &json!({
             "kind": format!("{}List", resource.kind()),
             "apiVersion": resource.api_version(),
-            "metadata": {"resourceVersion": version.to_string()},
-            "items": items,
+            "metadata": metadata,
+            "items": page.items,
         }),
     )
 }

@@ -6,17 +6,19 @@
 //! `ADDED`/`MODIFIED`/`DELETED`/`BOOKMARK`/`ERROR` events; label and field selectors filter
 //! both (an object relabelled out of a selection is a `DELETED` for its watchers); a
 //! resourceVersion older than the compaction point gets an `ERROR` event carrying a `410`
-//! Status. The test drives the cluster and the weather: [`FakeApiServer::apply`],
+//! Status; a list with `limit` comes in pages joined by `continue` tokens, every page at the
+//! first one's resourceVersion (`410 Gone` once that is compacted). The test drives the
+//! cluster and the weather: [`FakeApiServer::apply_manifest`], [`FakeApiServer::apply_json`],
 //! [`FakeApiServer::delete`], [`FakeApiServer::compact`], [`FakeApiServer::send_bookmarks`],
 //! [`FakeApiServer::drop_watches`], [`FakeApiServer::stop`] and [`FakeApiServer::restart`].
 //!
-//! Not served: writes over HTTP, pagination (`limit` is ignored and the whole list returned,
-//! which the protocol allows), streaming lists (`sendInitialEvents`), protobuf.
+//! Not served: writes over HTTP, streaming lists (`sendInitialEvents`), protobuf.
 
 mod filter;
 mod history;
 mod http;
 mod kubeconfig;
+mod page;
 mod query;
 mod resource;
 mod selector;

@@ -17,6 +17,10 @@ pub struct ListQuery {
     pub timeout_seconds: Option<u64>,
     /// `allowWatchBookmarks=true`.
     pub allow_bookmarks: bool,
+    /// `limit`: the most objects one list page holds (0 or unset: all).
+    pub limit: Option<usize>,
+    /// `continue`: where the next list page starts.
+    pub continue_token: Option<String>,
 }
 
 impl ListQuery {
@@ -38,6 +42,11 @@ impl ListQuery {
             field_selector: params.get("fieldSelector").cloned(),
             timeout_seconds: params.get("timeoutSeconds").and_then(|t| t.parse().ok()),
             allow_bookmarks: flag("allowWatchBookmarks"),
+            limit: params
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .filter(|l| *l > 0),
+            continue_token: params.get("continue").cloned(),
         }
     }
 }
@@ -98,6 +107,10 @@ mod tests {
             Some("metadata.name=node-a")
         );
         assert_eq!(ListQuery::parse("").resource_version, None);
+        let page = ListQuery::parse("limit=500&continue=7%3Ans%2Fweb");
+        assert_eq!(page.limit, Some(500));
+        assert_eq!(page.continue_token.as_deref(), Some("7:ns/web"));
+        assert_eq!(ListQuery::parse("limit=0").limit, None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::shared::{LiveMessage, RecordedRequest, Shared};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use kproxy_model::{KubeObject, ManifestError, ObjectRef};
+use kproxy_model::{ManifestError, ObjectRef};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -85,17 +85,6 @@ impl FakeApiServer {
         Ok(())
     }
 
-    /// Creates or updates an object; returns its new resourceVersion.
-    pub fn apply(&self, object: &KubeObject) -> Result<u64, FakeApiError> {
-        let value = match object {
-            KubeObject::Service(s) => serde_json::to_value(s),
-            KubeObject::EndpointSlice(s) => serde_json::to_value(s),
-            KubeObject::Node(n) => serde_json::to_value(n),
-        }
-        .map_err(ApplyError::from)?;
-        self.apply_json(value)
-    }
-
     /// Creates or updates an object given as JSON (with `kind` and `metadata`); returns its
     /// new resourceVersion.
     pub fn apply_json(&self, object: serde_json::Value) -> Result<u64, FakeApiError> {
@@ -109,10 +98,10 @@ impl FakeApiServer {
     /// Applies every Service, EndpointSlice and Node of a manifest; returns the last
     /// resourceVersion.
     pub fn apply_manifest(&self, text: &str) -> Result<u64, FakeApiError> {
-        let manifest = kproxy_model::parse_manifest(text)?;
+        let documents = kproxy_model::manifest_documents(text)?;
         let mut version = self.resource_version();
-        for object in &manifest.objects {
-            version = self.apply(object)?;
+        for document in documents {
+            version = self.apply_json(document)?;
         }
         Ok(version)
     }

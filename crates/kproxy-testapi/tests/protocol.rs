@@ -68,6 +68,33 @@ async fn lists_honour_selectors_and_namespaces() {
 }
 
 #[tokio::test]
+async fn lists_come_in_pages_at_one_version() {
+    let server = FakeApiServer::start().await.expect("server");
+    for name in ["s1", "s2", "s3", "s4", "s5"] {
+        server
+            .apply_json(service("ns", name, json!({})))
+            .expect("apply");
+    }
+    let version = server.resource_version().to_string();
+    let api = Api::<Service>::all(client(&server));
+    let mut params = ListParams::default().limit(2);
+    let mut pages = Vec::new();
+    loop {
+        let page = api.list(&params).await.expect("page");
+        pages.push(names(&page.items));
+        assert_eq!(page.metadata.resource_version.as_deref(), Some(&*version));
+        server
+            .apply_json(service("ns", "s0-late", json!({})))
+            .expect("apply between pages");
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    assert_eq!(pages, [vec!["s1", "s2"], vec!["s3", "s4"], vec!["s5"]]);
+}
+
+#[tokio::test]
 async fn nodes_by_field_selector_and_by_name() {
     let server = FakeApiServer::start().await.expect("server");
     for name in ["node-a", "node-b"] {

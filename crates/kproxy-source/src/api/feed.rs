@@ -2,7 +2,7 @@
 //! over as one `Replace`, so the consumer never sees a partial list and keeps what it knows
 //! until the new list is complete.
 
-use super::kinds::WatchedKind;
+use super::kinds::{Watched, WatchedKind};
 use crate::event::SourceEvent;
 use kproxy_model::{KubeObject, ObjectKind, StoreEvent};
 use kube::runtime::watcher::Event;
@@ -30,7 +30,7 @@ impl KindFeed {
     }
 
     /// The source events for one watcher event (none while a list is being collected).
-    pub fn on_event<K: WatchedKind>(&mut self, event: Event<K>) -> Vec<SourceEvent> {
+    pub fn on_event<K: WatchedKind>(&mut self, event: Event<Watched<K>>) -> Vec<SourceEvent> {
         match event {
             Event::Init => {
                 self.listing.clear();
@@ -64,18 +64,17 @@ impl KindFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::Service;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kproxy_model::slim::{SlimMeta, SlimService};
 
-    fn service(name: &str) -> Service {
-        Service {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some("ns".into()),
-                ..ObjectMeta::default()
+    fn service(name: &str) -> Watched<SlimService> {
+        Watched::new(SlimService {
+            metadata: SlimMeta {
+                name: name.into(),
+                namespace: "ns".into(),
+                resource_version: None,
             },
-            ..Service::default()
-        }
+            ..SlimService::default()
+        })
     }
 
     fn describe(events: &[SourceEvent]) -> Vec<String> {
@@ -126,12 +125,14 @@ mod tests {
     #[test]
     fn an_interrupted_list_starts_over() {
         let mut feed = KindFeed::new(ObjectKind::Service);
-        assert!(feed.on_event(Event::<Service>::Init).is_empty());
+        assert!(feed
+            .on_event(Event::<Watched<SlimService>>::Init)
+            .is_empty());
         assert!(feed.on_event(Event::InitApply(service("stale"))).is_empty());
-        feed.on_event(Event::<Service>::Init);
+        feed.on_event(Event::<Watched<SlimService>>::Init);
         feed.on_event(Event::InitApply(service("fresh")));
         assert_eq!(
-            describe(&feed.on_event(Event::<Service>::InitDone))[0],
+            describe(&feed.on_event(Event::<Watched<SlimService>>::InitDone))[0],
             r#"replace Service ["fresh"]"#
         );
     }

@@ -11,9 +11,8 @@ use crate::event::{SourceEvent, SourceWarning};
 use crate::source::SourceError;
 use feed::KindFeed;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kinds::{node_field_selector, WatchedKind, PROXY_LABEL_SELECTOR};
+use kinds::{node_field_selector, Watched, WatchedKind, PROXY_LABEL_SELECTOR};
+use kproxy_model::slim::{SlimEndpointSlice, SlimNode, SlimService};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client};
 use std::path::PathBuf;
@@ -44,9 +43,9 @@ pub(crate) async fn start(
     let proxied = watcher::Config::default().labels(PROXY_LABEL_SELECTOR);
     let own_node = watcher::Config::default().fields(&node_field_selector(&config.node_name));
     Ok(vec![
-        spawn_watch::<Service>(&client, proxied.clone(), config.backoff, events.clone()),
-        spawn_watch::<EndpointSlice>(&client, proxied, config.backoff, events.clone()),
-        spawn_watch::<Node>(&client, own_node, config.backoff, events),
+        spawn_watch::<SlimService>(&client, proxied.clone(), config.backoff, events.clone()),
+        spawn_watch::<SlimEndpointSlice>(&client, proxied, config.backoff, events.clone()),
+        spawn_watch::<SlimNode>(&client, own_node, config.backoff, events),
     ])
 }
 
@@ -56,14 +55,14 @@ fn spawn_watch<K: WatchedKind>(
     policy: BackoffPolicy,
     events: mpsc::Sender<SourceEvent>,
 ) -> JoinHandle<()> {
-    let api = Api::<K>::all(client.clone());
+    let api = Api::<Watched<K>>::all(client.clone());
     tokio::spawn(watch_kind(api, config, policy, events))
 }
 
 /// Follows one kind until the consumer goes away. The watcher recovers by itself on the
 /// next poll after an error; this loop decides how long to wait before that poll.
 async fn watch_kind<K: WatchedKind>(
-    api: Api<K>,
+    api: Api<Watched<K>>,
     config: watcher::Config,
     policy: BackoffPolicy,
     events: mpsc::Sender<SourceEvent>,
