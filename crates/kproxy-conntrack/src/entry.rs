@@ -171,7 +171,9 @@ pub(crate) fn delete_request(family: Family, entry: &Entry, seq: u32, ack: bool)
 }
 
 fn malformed(what: &str) -> Error {
-    Error::Malformed(format!("conntrack entry: {what}"))
+    Error::Netlink(kproxy_netlink::Error::Malformed(format!(
+        "conntrack entry: {what}"
+    )))
 }
 
 fn ip_of(payload: &[u8]) -> Result<IpAddr> {
