@@ -3,13 +3,13 @@
 //! and parse at the same time.
 
 use crate::parser::{
-    count_newlines, piece_target, prepare, thread_count, Applier, Chunk, Family, ParseError,
-    ParseErrorKind,
+    count_newlines, parse_lines, piece_target, prepare, thread_count, Applier, Chunk, Family,
+    ParseError, ParseErrorKind,
 };
 use crate::ruleset::Ruleset;
 use crate::text::TextSource;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -32,8 +32,15 @@ const LINE_END_WINDOW: usize = 64 << 10;
 
 /// Parses the ruleset file at `path` as [`crate::parser`] parses a text.
 pub(crate) fn parse_file(path: &Path, family: Family) -> Result<(Ruleset, Ruleset), ReadError> {
-    let file = File::open(path)?;
-    let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
+    let mut file = File::open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        // A pipe or a device (`--rules <(iptables-save)`) has no size to cut by.
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        return Ok(parse_lines(&utf8_text(bytes, 0)?, family)?);
+    }
+    let len = usize::try_from(metadata.len()).map_err(io::Error::other)?;
     let pieces = cut_at_line_ends(&file, len, thread_count(len))?;
     let mut buffers: Vec<Arc<String>> = pieces.iter().map(|_| Arc::default()).collect();
     let mut applier = Applier::new(family);
@@ -128,20 +135,25 @@ fn read_piece<'a>(
     // The next piece's reader may have stopped already; it reports its own error.
     let _ = after.send(first_line + lines);
     drop(after);
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        ParseError {
-            line: first_line + count_newlines(valid) + 1,
-            kind: ParseErrorKind::NotUtf8,
-        }
-    })?;
-    *slot = Arc::new(text);
+    *slot = Arc::new(utf8_text(bytes, first_line)?);
     let slot: &'a Arc<String> = slot;
     Ok(prepare(
         slot.as_str(),
         TextSource::new(Arc::clone(slot)),
         first_line,
     ))
+}
+
+/// `bytes` as text, or an error naming the line (counted after `first_line`) where they
+/// stop being UTF-8.
+fn utf8_text(bytes: Vec<u8>, first_line: usize) -> Result<String, ParseError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        ParseError {
+            line: first_line + count_newlines(valid) + 1,
+            kind: ParseErrorKind::NotUtf8,
+        }
+    })
 }
 
 /// Asks the kernel to back the whole 2 MiB pages inside `buffer` with transparent huge
@@ -236,6 +248,24 @@ mod tests {
         for range in &ranges[..ranges.len() - 1] {
             assert!(range.is_empty() || text.as_bytes()[range.end - 1] == b'\n');
         }
+    }
+
+    #[test]
+    fn a_pipe_is_read_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fifo = dir.path().join("rules");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let text = big_nat(10);
+        let writer = {
+            let (fifo, text) = (fifo.clone(), text.clone());
+            std::thread::spawn(move || std::fs::write(fifo, text))
+        };
+        let read = DualStackRuleset::read_file(&fifo).expect("read");
+        writer.join().expect("writer").expect("write");
+        assert_eq!(read, DualStackRuleset::parse(&text).expect("parse"));
+        assert_eq!(read.ipv4.rule_count(), 10);
     }
 
     #[test]

@@ -170,7 +170,7 @@ pub(crate) struct Chunk<'a> {
 /// applied in order on this thread (tables, chain declarations, deletes, appends), so
 /// the result and the first error (with its exact line number) are what reading the
 /// text line by line gives.
-fn parse_lines(text: &str, family: Family) -> Result<(Ruleset, Ruleset), ParseError> {
+pub(crate) fn parse_lines(text: &str, family: Family) -> Result<(Ruleset, Ruleset), ParseError> {
     let mut pieces: Vec<(&str, usize)> = Vec::new();
     let mut first_line = 0;
     for piece in split_into_chunks(text) {
