@@ -79,6 +79,21 @@ fn config(args: &AgentArgs) -> AgentConfig {
         .0
 }
 
+/// Waits for the agent's first full sync; an agent that stops before it fails the test
+/// with the agent's own error.
+async fn first_full_sync<T: std::fmt::Debug>(
+    metrics: SocketAddr,
+    agent: &mut tokio::task::JoinHandle<T>,
+) {
+    tokio::select! {
+        () = wait_for_metric(
+            metrics,
+            "kubeproxy_sync_full_proxy_rules_duration_seconds_count 1",
+        ) => {}
+        ended = agent => panic!("the agent stopped before its first full sync: {ended:?}"),
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -114,14 +129,10 @@ fn nftables_agent_programs_a_cluster_file_repairs_and_cleans_up() {
     };
     runtime().block_on(async {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let agent = tokio::spawn(kproxy_node::serve(config(&args), async {
+        let mut agent = tokio::spawn(kproxy_node::serve(config(&args), async {
             let _ = stopped.await;
         }));
-        wait_for_metric(
-            metrics,
-            "kubeproxy_sync_full_proxy_rules_duration_seconds_count 1",
-        )
-        .await;
+        first_full_sync(metrics, &mut agent).await;
         let programmed = table();
         assert!(
             programmed.contains("dnat to 10.244.1.5:8080"),
@@ -189,14 +200,10 @@ fn nftables_agent_follows_the_fake_api_server_and_iptables_mode_removes_its_tabl
             ..agent_args(healthz, metrics)
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let agent = tokio::spawn(kproxy_node::serve(config(&args), async {
+        let mut agent = tokio::spawn(kproxy_node::serve(config(&args), async {
             let _ = stopped.await;
         }));
-        wait_for_metric(
-            metrics,
-            "kubeproxy_sync_full_proxy_rules_duration_seconds_count 1",
-        )
-        .await;
+        first_full_sync(metrics, &mut agent).await;
         assert!(table().contains("dnat to 10.244.1.5:8080"));
         api.apply_manifest(&manifest.replace("10.244.2.6", "10.244.2.66"))
             .expect("endpoint change");
