@@ -180,12 +180,20 @@ endpoints:
     assert!(h.sync_loop.health_checks().ports().is_empty());
 }
 
-#[test]
-fn a_failed_restore_keeps_the_old_rules_and_the_next_sync_is_full() {
+/// A harness after the first sync of the test cluster (without health check node
+/// ports), its fake kernel with or without table stamps.
+fn synced_harness(stamps: bool) -> Harness {
     let mut h = harness();
+    h.kernel.state().stamps = stamps;
     h.load(&cluster(free_port()).replace("healthCheckNodePort", "x-unused"));
     h.sync_loop.handle(AgentEvent::InitialSyncDone);
     h.sync_loop.sync(Instant::now());
+    h
+}
+
+#[test]
+fn a_failed_restore_keeps_the_old_rules_and_the_next_sync_is_full() {
+    let mut h = synced_harness(false);
     let before = h.kernel.state().kernel.save();
 
     h.kernel.state().fail_next_restores = 1;
@@ -212,10 +220,7 @@ fn a_failed_restore_keeps_the_old_rules_and_the_next_sync_is_full() {
 
 #[test]
 fn a_flushed_nat_table_is_detected_and_repaired() {
-    let mut h = harness();
-    h.load(&cluster(free_port()).replace("healthCheckNodePort", "x-unused"));
-    h.sync_loop.handle(AgentEvent::InitialSyncDone);
-    h.sync_loop.sync(Instant::now());
+    let mut h = synced_harness(false);
     let good = h.kernel.state().kernel.save();
     assert!(h.sync_loop.check_kernel().is_empty());
 
@@ -238,10 +243,7 @@ fn a_flushed_nat_table_is_detected_and_repaired() {
 
 #[test]
 fn a_check_the_lock_prevents_is_not_damage() {
-    let mut h = harness();
-    h.load(&cluster(free_port()).replace("healthCheckNodePort", "x-unused"));
-    h.sync_loop.handle(AgentEvent::InitialSyncDone);
-    h.sync_loop.sync(Instant::now());
+    let mut h = synced_harness(false);
     let restores = h.kernel.state().restores.len();
 
     h.kernel.state().fail_next_checks = 1000;
@@ -261,11 +263,7 @@ fn a_check_the_lock_prevents_is_not_damage() {
 
 #[test]
 fn with_table_stamps_an_unchanged_table_is_not_listed_again() {
-    let mut h = harness();
-    h.kernel.state().stamps = true;
-    h.load(&cluster(free_port()).replace("healthCheckNodePort", "x-unused"));
-    h.sync_loop.handle(AgentEvent::InitialSyncDone);
-    h.sync_loop.sync(Instant::now());
+    let mut h = synced_harness(true);
     let listed = h.kernel.state().listings;
     assert!(h.sync_loop.check_kernel().is_empty());
     assert_eq!(
@@ -299,11 +297,7 @@ fn with_table_stamps_an_unchanged_table_is_not_listed_again() {
 
 #[test]
 fn with_table_stamps_a_check_the_lock_prevents_is_tried_again() {
-    let mut h = harness();
-    h.kernel.state().stamps = true;
-    h.load(&cluster(free_port()).replace("healthCheckNodePort", "x-unused"));
-    h.sync_loop.handle(AgentEvent::InitialSyncDone);
-    h.sync_loop.sync(Instant::now());
+    let mut h = synced_harness(true);
     h.kernel
         .state()
         .kernel
