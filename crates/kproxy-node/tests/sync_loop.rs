@@ -191,6 +191,18 @@ fn synced_harness(stamps: bool) -> Harness {
     h
 }
 
+/// Empties the fake kernel, checks that the next check reports the missing canary, and
+/// runs the sync that repairs it.
+fn flush_and_resync(h: &mut Harness) {
+    h.kernel.state().kernel = kproxy_iptables::fake::FakeKernel::new();
+    let problems = h.sync_loop.check_kernel();
+    assert!(
+        problems.iter().any(|p| p.contains("canary")),
+        "{problems:?}"
+    );
+    h.sync_loop.sync(Instant::now());
+}
+
 #[test]
 fn a_failed_restore_keeps_the_old_rules_and_the_next_sync_is_full() {
     let mut h = synced_harness(false);
@@ -224,13 +236,7 @@ fn a_flushed_nat_table_is_detected_and_repaired() {
     let good = h.kernel.state().kernel.save();
     assert!(h.sync_loop.check_kernel().is_empty());
 
-    h.kernel.state().kernel = kproxy_iptables::fake::FakeKernel::new();
-    let problems = h.sync_loop.check_kernel();
-    assert!(
-        problems.iter().any(|p| p.contains("canary")),
-        "{problems:?}"
-    );
-    h.sync_loop.sync(Instant::now());
+    flush_and_resync(&mut h);
     let repaired = h.kernel.state().kernel.save();
     let sorted = |text: &str| {
         let mut lines: Vec<&str> = text.lines().collect();
@@ -285,13 +291,7 @@ fn with_table_stamps_an_unchanged_table_is_not_listed_again() {
     assert_eq!(h.kernel.state().listings, listed);
 
     // A flush is a change too: detected and repaired as without stamps.
-    h.kernel.state().kernel = kproxy_iptables::fake::FakeKernel::new();
-    let problems = h.sync_loop.check_kernel();
-    assert!(
-        problems.iter().any(|p| p.contains("canary")),
-        "{problems:?}"
-    );
-    h.sync_loop.sync(Instant::now());
+    flush_and_resync(&mut h);
     assert!(h.sync_loop.check_kernel().is_empty());
 }
 
