@@ -7,6 +7,7 @@ pub mod canonical;
 pub mod chain_name;
 pub mod fake;
 pub mod jumps;
+pub mod packed_text;
 pub mod probability;
 pub mod proxier;
 pub mod restore_text;

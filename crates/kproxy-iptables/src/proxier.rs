@@ -67,7 +67,6 @@ pub struct IptablesProxier {
     last_cleanup: Option<Instant>,
     pending: Option<PendingBelief>,
     partial_restore_failures: u64,
-    last_size: usize,
     nat_rules_total: usize,
 }
 
@@ -84,7 +83,6 @@ impl IptablesProxier {
             last_cleanup: None,
             pending: None,
             partial_restore_failures: 0,
-            last_size: 0,
             nat_rules_total: 0,
         }
     }
@@ -143,7 +141,6 @@ impl IptablesProxier {
         if !full && self.settings.incremental_dispatch {
             return self.sync_incremental(snapshot, changed, now, large_cluster);
         }
-        let mut sections = Sections::with_capacity(self.last_size);
         let mut plan = SyncPlan {
             full,
             ..SyncPlan::default()
@@ -163,6 +160,16 @@ impl IptablesProxier {
             self.cache.remove(name);
         }
         self.render_changed(snapshot, changed, full, large_cluster);
+        let (filter_bytes, nat_bytes) = snapshot
+            .entries()
+            .filter_map(|(name, _)| self.cache.get(name))
+            .fold((0, 0), |(filter, nat), cached| {
+                (
+                    filter + cached.rules.filter_rules.len(),
+                    nat + cached.rules.dispatch_rules.len(),
+                )
+            });
+        let mut sections = Sections::with_capacity(filter_bytes, nat_bytes);
         let chunk_size = self
             .settings
             .max_services_per_restore
@@ -186,10 +193,7 @@ impl IptablesProxier {
                 } else {
                     &mut sections
                 };
-                for chain in &rules.chains {
-                    target.declare_nat(chain);
-                }
-                target.chain_rules.push(Arc::clone(&rules));
+                target.ports.push(Arc::clone(&rules));
                 in_chunk += 1;
                 if chunk_size.is_some_and(|n| in_chunk >= n) {
                     plan.chunks
@@ -226,7 +230,6 @@ impl IptablesProxier {
             plan.deleted_chains = pending.deleted.clone();
         }
         plan.restore = sections.finish(&self.settings, &plan.deleted_chains);
-        self.last_size = plan.restore.len();
         plan.nat_rules_written += sections.fixed_nat_rules;
         plan.filter_rules = sections.filter_rule_count;
         plan.nat_rules_total = plan.nat_rules_written + skipped_rules;
@@ -278,7 +281,6 @@ impl IptablesProxier {
                 for chain in &rules.chains {
                     push_chain_line(&mut nat_chains, chain);
                 }
-                nat_rules.push_str(&rules.chain_rules);
                 written_rules += rules.chain_rule_count;
                 let old_count = old.map_or(0, |o| o.chain_rule_count + o.dispatch_rule_count);
                 pending.nat_rules_total =
@@ -330,14 +332,20 @@ impl IptablesProxier {
             push_chain_line(&mut restore, chain);
         }
         restore.push_str(&nat_rules);
-        for chain in &pending.deleted {
-            restore.push_str("-X ");
-            restore.push_str(chain);
-            restore.push('\n');
+        let mut restore = RestoreText::from(restore);
+        for (_, rules) in &pending.written {
+            restore.push_chain_rules(rules);
         }
-        restore.push_str("COMMIT\n");
+        let mut tail = String::new();
+        for chain in &pending.deleted {
+            tail.push_str("-X ");
+            tail.push_str(chain);
+            tail.push('\n');
+        }
+        tail.push_str("COMMIT\n");
+        restore.push_text(tail);
         let plan = SyncPlan {
-            restore: RestoreText::from(restore),
+            restore,
             chunks: Vec::new(),
             full: false,
             nat_rules_written: written_rules,
@@ -538,30 +546,25 @@ fn port_range_start(service: &NamespacedName) -> ServicePortName {
     }
 }
 
-/// The four parts of a restore input, assembled in upstream's order; the chain rules stay
-/// shared with the render cache.
+/// The parts of a restore input, assembled in upstream's order; the service ports' chain
+/// declarations and rules stay shared with the render cache.
 #[derive(Default)]
 struct Sections {
     filter_rules: String,
-    nat_chains: String,
     nat_rules: String,
-    chain_rules: Vec<Arc<ServiceRules>>,
+    /// Service ports whose chains this restore declares and fills.
+    ports: Vec<Arc<ServiceRules>>,
     fixed_nat_rules: usize,
     filter_rule_count: usize,
 }
 
 impl Sections {
-    fn with_capacity(bytes: usize) -> Self {
+    fn with_capacity(filter_bytes: usize, nat_bytes: usize) -> Self {
         Sections {
-            nat_rules: String::with_capacity(bytes / 8),
-            filter_rules: String::with_capacity(bytes / 16),
-            nat_chains: String::with_capacity(bytes / 8),
+            filter_rules: String::with_capacity(filter_bytes),
+            nat_rules: String::with_capacity(nat_bytes),
             ..Sections::default()
         }
-    }
-
-    fn declare_nat(&mut self, chain: &str) {
-        push_chain_line(&mut self.nat_chains, chain);
     }
 
     /// A nat-only restore of the chains collected so far; empties the buffers. It also
@@ -569,27 +572,27 @@ impl Sections {
     /// does not exist yet, and flushing and refilling it in one commit never leaves it
     /// empty for a packet to see.
     fn nat_only(&mut self, mark: &str) -> RestoreText {
-        let mut head = String::with_capacity(self.nat_chains.len() + 96);
+        let mut head = String::with_capacity(96);
         head.push_str("*nat\n");
         push_chain_line(&mut head, "KUBE-MARK-MASQ");
-        head.push_str(&self.nat_chains);
-        RuleLine::append(&mut head, "KUBE-MARK-MASQ")
+        let mut out = RestoreText::from(head);
+        let ports = std::mem::take(&mut self.ports);
+        out.push_declarations(ports.clone());
+        let mut mark_rule = String::new();
+        RuleLine::append(&mut mark_rule, "KUBE-MARK-MASQ")
             .raw(&format!("-j MARK --or-mark {mark}"))
             .end();
-        let mut out = RestoreText::from(head);
-        for rules in self.chain_rules.drain(..) {
-            out.push_chain_rules(&rules);
+        out.push_text(mark_rule);
+        for rules in &ports {
+            out.push_chain_rules(rules);
         }
         out.push_text("COMMIT\n".to_string());
-        self.nat_chains.clear();
         out
     }
 
     fn finish(&mut self, settings: &IptablesSettings, deleted: &[String]) -> RestoreText {
         let mark = &settings.masquerade_mark;
-        let mut out = String::with_capacity(
-            self.filter_rules.len() + self.nat_chains.len() + self.nat_rules.len() + 4096,
-        );
+        let mut out = String::with_capacity(4096);
         out.push_str("*filter\n");
         for chain in [
             "KUBE-SERVICES",
@@ -610,7 +613,11 @@ impl Sections {
                 .jump("DROP");
         }
         out.push_str(&filter_fixed);
-        out.push_str(&self.filter_rules);
+        self.filter_rule_count =
+            filter_fixed.matches('\n').count() + self.filter_rules.matches('\n').count();
+        let mut restore = RestoreText::from(out);
+        restore.push_text(std::mem::take(&mut self.filter_rules));
+        let mut out = String::with_capacity(4096);
         let mut forward = String::new();
         if !settings.conntrack_tcp_liberal {
             let line = RuleLine::append(&mut forward, "KUBE-FORWARD")
@@ -633,9 +640,7 @@ impl Sections {
             .jump("ACCEPT");
         out.push_str(&forward);
         out.push_str("COMMIT\n");
-        self.filter_rule_count = filter_fixed.matches('\n').count()
-            + self.filter_rules.matches('\n').count()
-            + forward.matches('\n').count();
+        self.filter_rule_count += forward.matches('\n').count();
 
         out.push_str("*nat\n");
         for chain in [
@@ -646,7 +651,10 @@ impl Sections {
         ] {
             push_chain_line(&mut out, chain);
         }
-        out.push_str(&self.nat_chains);
+        restore.push_text(out);
+        let ports = std::mem::take(&mut self.ports);
+        restore.push_declarations(ports.clone());
+        let mut out = String::with_capacity(4096);
         for chain in deleted {
             push_chain_line(&mut out, chain);
         }
@@ -669,10 +677,10 @@ impl Sections {
             .raw(&format!("-j MARK --or-mark {mark}"))
             .end();
         out.push_str(&fixed);
-        out.push_str(&self.nat_rules);
-        let mut restore = RestoreText::from(out);
-        for rules in self.chain_rules.drain(..) {
-            restore.push_chain_rules(&rules);
+        restore.push_text(out);
+        restore.push_text(std::mem::take(&mut self.nat_rules));
+        for rules in &ports {
+            restore.push_chain_rules(rules);
         }
         let mut tail = String::new();
         for chain in deleted {

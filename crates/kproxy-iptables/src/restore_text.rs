@@ -1,25 +1,62 @@
 //! `iptables-restore` input built from pieces: text of its own, and the chain rules of each
-//! service port shared with the render cache. A full sync of a large cluster is then
-//! written to the pipe piece by piece instead of being copied into one string first (at
+//! service port shared with the render cache (where they are kept compressed). A full sync
+//! of a large cluster is then written to the pipe piece by piece, each service's rules
+//! decompressed as they are written, instead of being copied into one string first (at
 //! 10,000 services that copy, and the buffer it was assembled in, were 60 MB).
 
+use crate::packed_text::CorruptText;
 use crate::service::ServiceRules;
 use std::fmt;
 use std::io::{self, Write};
 use std::sync::Arc;
 
+/// Decompressed chain rules are gathered up to this size before each write to the pipe.
+const WRITE_BATCH: usize = 64 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
     Text(String),
+    /// The `:CHAIN - [0:0]` lines of these service ports' chains.
+    Declarations(Vec<Arc<ServiceRules>>),
     ChainRules(Arc<ServiceRules>),
 }
 
+/// Appends `:chain - [0:0]` for each chain of a service port.
+fn declare(rules: &ServiceRules, out: &mut Vec<u8>) {
+    for chain in &rules.chains {
+        out.push(b':');
+        out.extend_from_slice(chain.as_bytes());
+        out.extend_from_slice(b" - [0:0]\n");
+    }
+}
+
+/// Length of the lines [`declare`] writes.
+fn declared_len(rules: &ServiceRules) -> usize {
+    rules.chains.iter().map(|c| c.len() + 10).sum()
+}
+
 impl Piece {
-    fn as_str(&self) -> &str {
+    /// Appends the piece's text to `out`, calling `flush` whenever `out` may have grown
+    /// past a write batch.
+    fn append_to(
+        &self,
+        out: &mut Vec<u8>,
+        flush: &mut impl FnMut(&mut Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<()> {
         match self {
-            Piece::Text(text) => text,
-            Piece::ChainRules(rules) => &rules.chain_rules,
+            Piece::Text(text) => out.extend_from_slice(text.as_bytes()),
+            Piece::Declarations(ports) => {
+                for rules in ports {
+                    declare(rules, out);
+                    flush(out)?;
+                }
+            }
+            Piece::ChainRules(rules) => rules
+                .chain_rules
+                .unpack_into(out)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
         }
+        flush(out)
     }
 }
 
@@ -40,6 +77,16 @@ impl RestoreText {
         }
     }
 
+    /// Appends the chain declarations of these service ports, written from their chain
+    /// names when the input is written.
+    pub(crate) fn push_declarations(&mut self, ports: Vec<Arc<ServiceRules>>) {
+        let len: usize = ports.iter().map(|rules| declared_len(rules)).sum();
+        if len > 0 {
+            self.len += len;
+            self.pieces.push(Piece::Declarations(ports));
+        }
+    }
+
     /// Appends a service port's chain rules without copying them.
     pub(crate) fn push_chain_rules(&mut self, rules: &Arc<ServiceRules>) {
         if !rules.chain_rules.is_empty() {
@@ -48,14 +95,37 @@ impl RestoreText {
         }
     }
 
-    /// The pieces, in order.
-    pub fn pieces(&self) -> impl Iterator<Item = &str> {
-        self.pieces.iter().map(Piece::as_str)
+    /// Calls `each` with every line, in order (a piece at a time is decompressed).
+    pub fn for_each_line(&self, mut each: impl FnMut(&str)) -> Result<(), CorruptText> {
+        let mut batch = Vec::new();
+        for piece in &self.pieces {
+            if let Piece::Text(text) = piece {
+                text.lines().for_each(&mut each);
+                continue;
+            }
+            let mut lines = |batch: &mut Vec<u8>| {
+                let text = std::str::from_utf8(batch)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                text.lines().for_each(&mut each);
+                batch.clear();
+                Ok(())
+            };
+            piece
+                .append_to(&mut batch, &mut lines)
+                .map_err(|_| CorruptText)?;
+        }
+        Ok(())
     }
 
-    /// The lines, in order.
-    pub fn lines(&self) -> impl Iterator<Item = &str> {
-        self.pieces().flat_map(str::lines)
+    /// The whole input as one string.
+    pub fn text(&self) -> Result<String, CorruptText> {
+        let mut bytes = Vec::with_capacity(self.len);
+        for piece in &self.pieces {
+            piece
+                .append_to(&mut bytes, &mut |_| Ok(()))
+                .map_err(|_| CorruptText)?;
+        }
+        String::from_utf8(bytes).map_err(|_| CorruptText)
     }
 
     /// Length in bytes.
@@ -68,12 +138,30 @@ impl RestoreText {
         self.len == 0
     }
 
-    /// Writes the whole input.
-    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
-        for piece in self.pieces() {
-            out.write_all(piece.as_bytes())?;
+    /// Writes the whole input: its own text as it is, the chain rules decompressed and
+    /// gathered into writes of about 64 KiB.
+    pub fn write_to(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut batch = Vec::with_capacity(WRITE_BATCH * 2);
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) if text.len() >= WRITE_BATCH => {
+                    out.write_all(&batch)?;
+                    batch.clear();
+                    out.write_all(text.as_bytes())?;
+                }
+                _ => {
+                    let mut flush = |batch: &mut Vec<u8>| {
+                        if batch.len() >= WRITE_BATCH {
+                            out.write_all(batch)?;
+                            batch.clear();
+                        }
+                        Ok(())
+                    };
+                    piece.append_to(&mut batch, &mut flush)?;
+                }
+            }
         }
-        Ok(())
+        out.write_all(&batch)
     }
 }
 
@@ -87,32 +175,64 @@ impl From<String> for RestoreText {
 
 impl fmt::Display for RestoreText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.pieces().try_for_each(|piece| f.write_str(piece))
+        f.write_str(&self.text().map_err(|_| fmt::Error)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packed_text::PackedText;
 
     #[test]
     fn pieces_concatenate_to_the_input() {
         let rules = Arc::new(ServiceRules {
-            chain_rules: "-A KUBE-SVC-X -j KUBE-SEP-Y\n".into(),
+            chains: vec!["KUBE-SVC-X".into()],
+            chain_rules: PackedText::pack("-A KUBE-SVC-X -j KUBE-SEP-Y\n"),
             ..ServiceRules::default()
         });
-        let mut restore = RestoreText::from("*nat\n:KUBE-SVC-X - [0:0]\n".to_string());
+        let mut restore = RestoreText::from("*nat\n".to_string());
+        restore.push_declarations(vec![Arc::clone(&rules)]);
+        restore.push_declarations(Vec::new());
         restore.push_chain_rules(&rules);
         restore.push_chain_rules(&Arc::new(ServiceRules::default()));
         restore.push_text("COMMIT\n".into());
         let text = "*nat\n:KUBE-SVC-X - [0:0]\n-A KUBE-SVC-X -j KUBE-SEP-Y\nCOMMIT\n";
         assert_eq!(restore.to_string(), text);
         assert_eq!(restore.len(), text.len());
-        assert_eq!(restore.lines().count(), 4);
-        assert_eq!(restore.pieces().count(), 3);
+        let mut lines = 0;
+        restore.for_each_line(|_| lines += 1).expect("unpacks");
+        assert_eq!(lines, 4);
+        assert_eq!(restore.pieces.len(), 4);
         let mut written = Vec::new();
         restore.write_to(&mut written).expect("writes");
         assert_eq!(written, text.as_bytes());
         assert!(RestoreText::default().is_empty());
+    }
+
+    #[test]
+    fn large_input_is_written_whole_in_batches() {
+        let chain = |i: usize| {
+            let text: String = (0..40)
+                .map(|j| format!("-A KUBE-SEP-{i:016} -j DNAT --to-destination 10.1.{i}.{j}:80\n"))
+                .collect();
+            Arc::new(ServiceRules {
+                chain_rules: PackedText::pack(&text),
+                ..ServiceRules::default()
+            })
+        };
+        let mut restore = RestoreText::from("*nat\n".to_string());
+        for i in 0..100 {
+            restore.push_chain_rules(&chain(i));
+        }
+        restore.push_text("-A KUBE-SERVICES -j RETURN\n".repeat(5000));
+        restore.push_chain_rules(&chain(100));
+        restore.push_text("COMMIT\n".into());
+        let mut written = Vec::new();
+        restore.write_to(&mut written).expect("writes");
+        let text = restore.text().expect("unpacks");
+        assert_eq!(written, text.as_bytes());
+        assert_eq!(text.len(), restore.len());
+        assert!(text.ends_with("10.1.100.39:80\nCOMMIT\n"));
     }
 }

@@ -3,6 +3,7 @@
 //! (`KUBE-EXT/FW/SVC/SVL/SEP`). Pure: model in, text out.
 
 use crate::chain_name::{endpoint_chain, ServiceChains};
+use crate::packed_text::PackedText;
 use crate::probability::probability;
 use crate::rule::RuleLine;
 use crate::settings::{IptablesSettings, LOCALHOST_NODEPORT_COUNTER};
@@ -20,8 +21,9 @@ pub struct ServiceRules {
     pub dispatch_rule_count: usize,
     /// The per-service nat chains this port uses.
     pub chains: Vec<String>,
-    /// Rules of those chains (written when the service changed, or on a full sync).
-    pub chain_rules: String,
+    /// Rules of those chains (written when the service changed, or on a full sync), kept
+    /// compressed.
+    pub chain_rules: PackedText,
     /// Number of `-A` lines in `chain_rules`.
     pub chain_rule_count: usize,
     /// Internal traffic policy Local without local endpoints.
@@ -219,11 +221,10 @@ pub fn render_service(ctx: &RenderContext<'_>, entry: &ServiceEntry) -> ServiceR
     }
     out.chain_rule_count = chain_out.rules.matches('\n').count();
     out.chains = chain_out.chains;
-    out.chain_rules = chain_out.rules;
+    out.chain_rules = PackedText::pack(&chain_out.rules);
     // The render cache keeps these for every port: no spare capacity (at 10,000 services
     // it was about a third of the cache).
     out.chains.shrink_to_fit();
-    out.chain_rules.shrink_to_fit();
     out.dispatch_rules.shrink_to_fit();
     out.filter_rules.shrink_to_fit();
     out

@@ -9,7 +9,7 @@
 //! full. The cost is that one dump per family and sync period (0.7 s for 320,000 rules
 //! with iptables-legacy; milliseconds for ordinary clusters).
 
-use kproxy_iptables::is_service_chain;
+use kproxy_iptables::{is_service_chain, RestoreText};
 use std::collections::HashMap;
 
 /// How many chain names a finding lists before it says "and N more".
@@ -20,35 +20,52 @@ const NAMES_SHOWN: usize = 3;
 pub struct WrittenChains {
     /// Chain name → whether kproxy wrote at least one rule into it.
     chains: HashMap<Box<str>, bool>,
+    /// Track at most this many chains (0: no limit).
+    limit: usize,
+    /// The last full sync wrote more chains than `limit`: none are tracked until the next
+    /// full sync, since a partial sync names only the chains it changes.
+    too_many: bool,
 }
 
 impl WrittenChains {
+    /// Tracks at most `limit` chains: above that the audit is not run, and holding the
+    /// names (110,000 at 10,000 services) would only cost memory.
+    pub fn with_limit(limit: usize) -> Self {
+        WrittenChains {
+            limit,
+            ..WrittenChains::default()
+        }
+    }
+
     /// Records a restore the kernel accepted, given as its lines. A full sync writes every
     /// chain, so the chains of earlier syncs are forgotten first.
     pub fn applied<'a>(&mut self, restore: impl IntoIterator<Item = &'a str>, full: bool) {
-        if full {
+        let mut reader = self.reader(full);
+        restore.into_iter().for_each(|line| reader.line(line));
+    }
+
+    /// [`WrittenChains::applied`] for a proxier's restore input. Input that cannot be
+    /// read back (which the restore itself would have refused) forgets every chain.
+    pub fn applied_restore(&mut self, restore: &RestoreText, full: bool) {
+        let mut reader = self.reader(full);
+        if restore.for_each_line(|line| reader.line(line)).is_err() {
             self.chains.clear();
         }
-        let mut in_nat = false;
-        for line in restore {
-            if let Some(table) = line.strip_prefix('*') {
-                in_nat = table == "nat";
-                continue;
-            }
-            if !in_nat {
-                continue;
-            }
-            if let Some(rest) = line.strip_prefix(':') {
-                if let Some(chain) = first_word(rest).filter(|c| is_service_chain(c)) {
-                    self.chains.insert(chain.into(), false);
-                }
-            } else if let Some(chain) = line.strip_prefix("-A ").and_then(first_word) {
-                if let Some(has_rules) = self.chains.get_mut(chain) {
-                    *has_rules = true;
-                }
-            } else if let Some(chain) = line.strip_prefix("-X ").and_then(first_word) {
-                self.chains.remove(chain);
-            }
+    }
+
+    /// Whether the chains are tracked (the last full sync wrote no more than the limit).
+    pub fn tracked(&self) -> bool {
+        !self.too_many
+    }
+
+    fn reader(&mut self, full: bool) -> LineReader<'_> {
+        if full {
+            self.chains = HashMap::new();
+            self.too_many = false;
+        }
+        LineReader {
+            written: self,
+            in_nat: false,
         }
     }
 
@@ -87,6 +104,43 @@ impl WrittenChains {
             .filter(|(_, chains)| !chains.is_empty())
             .map(|(what, chains)| format!("nat service chains {what}: {}", listed(chains)))
             .collect()
+    }
+}
+
+/// Reads one restore input's lines into [`WrittenChains`].
+struct LineReader<'a> {
+    written: &'a mut WrittenChains,
+    in_nat: bool,
+}
+
+impl LineReader<'_> {
+    fn line(&mut self, line: &str) {
+        if self.written.too_many {
+            return;
+        }
+        if let Some(table) = line.strip_prefix('*') {
+            self.in_nat = table == "nat";
+            return;
+        }
+        if !self.in_nat {
+            return;
+        }
+        let chains = &mut self.written.chains;
+        if let Some(rest) = line.strip_prefix(':') {
+            if let Some(chain) = first_word(rest).filter(|c| is_service_chain(c)) {
+                chains.insert(chain.into(), false);
+                if self.written.limit > 0 && chains.len() > self.written.limit {
+                    self.written.chains = HashMap::new();
+                    self.written.too_many = true;
+                }
+            }
+        } else if let Some(chain) = line.strip_prefix("-A ").and_then(first_word) {
+            if let Some(has_rules) = chains.get_mut(chain) {
+                *has_rules = true;
+            }
+        } else if let Some(chain) = line.strip_prefix("-X ").and_then(first_word) {
+            chains.remove(chain);
+        }
     }
 }
 
@@ -176,5 +230,28 @@ mod tests {
             listed(chains),
             "KUBE-SEP-1, KUBE-SEP-2, KUBE-SEP-3 and 2 more"
         );
+    }
+
+    #[test]
+    fn above_the_limit_nothing_is_tracked_until_a_smaller_full_sync() {
+        let mut written = WrittenChains::with_limit(2);
+        written.applied(FULL.lines(), true);
+        assert!(!written.tracked());
+        assert!(written.is_empty());
+        written.applied(
+            "*nat\n:KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]\nCOMMIT\n".lines(),
+            false,
+        );
+        assert!(
+            !written.tracked(),
+            "a partial sync names only what it changes"
+        );
+        assert!(written.is_empty());
+        written.applied(
+            "*nat\n:KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]\nCOMMIT\n".lines(),
+            true,
+        );
+        assert!(written.tracked());
+        assert_eq!(written.len(), 1);
     }
 }

@@ -240,7 +240,7 @@ impl IptablesMode {
                 chunked_full_syncs: entry.chunked_full_syncs,
                 proxier,
                 synced_once: false,
-                written: WrittenChains::default(),
+                written: WrittenChains::with_limit(AUDITED_CHAINS_MAX),
                 verified: None,
             });
         }
@@ -347,7 +347,7 @@ impl FamilyState {
             }
             result = self.kernel.restore_text(chunk);
             if result.is_ok() {
-                self.written.applied(chunk.lines(), plan.full && index == 0);
+                self.written.applied_restore(chunk, plan.full && index == 0);
             }
         }
         if result.is_ok() {
@@ -363,7 +363,7 @@ impl FamilyState {
         };
         if report.ok {
             self.written
-                .applied(plan.restore.lines(), plan.full && plan.chunks.is_empty());
+                .applied_restore(&plan.restore, plan.full && plan.chunks.is_empty());
         }
         report.partial_failed = !plan.full && !report.ok;
         report.error = result.err().map(|e| e.to_string());
@@ -421,7 +421,7 @@ impl FamilyState {
                 ),
             );
         }
-        let audited = self.written.len() <= AUDITED_CHAINS_MAX;
+        let audited = self.written.tracked();
         match audited.then(|| self.kernel.save_table("nat")) {
             None => {}
             Some(Ok(nat)) => problems.extend(

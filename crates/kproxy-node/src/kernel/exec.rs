@@ -2,7 +2,7 @@
 //! output and a deadline. A child that outlives its deadline is killed with its whole
 //! process group and reaped, so hung tools never pile up.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -57,6 +57,9 @@ pub enum KernelError {
         /// The last lines of its standard error.
         stderr: String,
     },
+    /// The input for the program could not be produced.
+    #[error("tool input: {0}")]
+    Input(String),
     /// A tool needed for this family or backend is not installed.
     #[error("{0} not found in PATH, /usr/sbin or /sbin")]
     Missing(String),
@@ -93,17 +96,23 @@ pub fn run_tool(
     timeout: Duration,
 ) -> Result<ToolOutput, KernelError> {
     match stdin {
-        Some(bytes) => run_tool_with_pieces(program, args, Some(&[bytes]), timeout),
-        None => run_tool_with_pieces(program, args, None, timeout),
+        Some(bytes) => {
+            let write = |pipe: &mut dyn Write| pipe.write_all(bytes);
+            run_tool_with_input(program, args, Some(&write), timeout)
+        }
+        None => run_tool_with_input(program, args, None, timeout),
     }
 }
 
-/// [`run_tool`] with standard input given in pieces, written one after the other (a large
+/// Writes a tool's standard input (on a thread of its own, while the tool runs).
+pub type InputWriter<'a> = &'a (dyn Fn(&mut dyn Write) -> io::Result<()> + Sync);
+
+/// [`run_tool`] with standard input produced by `stdin` as the tool reads it (a large
 /// restore input is never copied into one buffer).
-pub fn run_tool_with_pieces(
+pub fn run_tool_with_input(
     program: &Path,
     args: &[String],
-    stdin: Option<&[&[u8]]>,
+    stdin: Option<InputWriter<'_>>,
     timeout: Duration,
 ) -> Result<ToolOutput, KernelError> {
     let spawn_error = |source| KernelError::Spawn {
@@ -126,9 +135,9 @@ pub fn run_tool_with_pieces(
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     std::thread::scope(|scope| {
-        if let (Some(mut pipe), Some(pieces)) = (input, stdin) {
+        if let (Some(mut pipe), Some(write)) = (input, stdin) {
             // A child that exits early closes the pipe; its status tells what happened.
-            scope.spawn(move || pieces.iter().try_for_each(|piece| pipe.write_all(piece)));
+            scope.spawn(move || write(&mut pipe));
         }
         let out = scope.spawn(move || read_all(stdout.as_mut()));
         let err = scope.spawn(move || read_all(stderr.as_mut()));

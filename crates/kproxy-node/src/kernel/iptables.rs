@@ -1,10 +1,11 @@
 //! The iptables tools: one small trait per tool, and the real implementation that runs
 //! `iptables-restore`, `iptables-save` and `iptables` of one family and backend.
 
-use super::exec::{find_tool, run_tool, run_tool_with_pieces, KernelError, ToolOutput};
+use super::exec::{find_tool, run_tool, run_tool_with_input, InputWriter, KernelError, ToolOutput};
 use super::xt_stamp::{table_stamp, TableStamp};
 use kproxy_iptables::RestoreText;
 use kproxy_model::IpFamily;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,7 +43,10 @@ pub trait RestoreTool {
     /// Applies restore input given in pieces (a proxier's sync). By default the pieces
     /// are joined and passed to [`RestoreTool::restore`].
     fn restore_text(&mut self, input: &RestoreText) -> Result<(), KernelError> {
-        self.restore(&input.to_string())
+        let text = input
+            .text()
+            .map_err(|e| KernelError::Input(e.to_string()))?;
+        self.restore(&text)
     }
 }
 
@@ -162,13 +166,13 @@ impl ExecIptables {
 }
 
 impl ExecIptables {
-    fn restore_pieces(&mut self, pieces: &[&[u8]]) -> Result<(), KernelError> {
+    fn restore_input(&mut self, input: InputWriter<'_>) -> Result<(), KernelError> {
         let mut args: Vec<String> = WAIT_ARGS.iter().map(|a| a.to_string()).collect();
         args.extend(["--noflush".to_string(), "--counters".to_string()]);
-        let output = run_tool_with_pieces(
+        let output = run_tool_with_input(
             &self.tools.restore,
             &args,
-            Some(pieces),
+            Some(input),
             self.restore_timeout,
         )?;
         if output.success() {
@@ -181,12 +185,11 @@ impl ExecIptables {
 
 impl RestoreTool for ExecIptables {
     fn restore(&mut self, input: &str) -> Result<(), KernelError> {
-        self.restore_pieces(&[input.as_bytes()])
+        self.restore_input(&|pipe: &mut dyn Write| pipe.write_all(input.as_bytes()))
     }
 
     fn restore_text(&mut self, input: &RestoreText) -> Result<(), KernelError> {
-        let pieces: Vec<&[u8]> = input.pieces().map(str::as_bytes).collect();
-        self.restore_pieces(&pieces)
+        self.restore_input(&|pipe: &mut dyn Write| input.write_to(pipe))
     }
 }
 
