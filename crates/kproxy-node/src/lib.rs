@@ -33,6 +33,7 @@ pub mod iptables_mode;
 pub mod ipvs_mode;
 pub mod kernel;
 pub mod logging;
+pub mod malloc_arenas;
 pub mod metrics;
 pub mod mode;
 pub mod nftables_mode;
