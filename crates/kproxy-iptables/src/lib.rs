@@ -5,6 +5,7 @@
 
 pub mod canonical;
 pub mod chain_name;
+pub mod chain_names;
 pub mod fake;
 pub mod jumps;
 pub mod packed_text;

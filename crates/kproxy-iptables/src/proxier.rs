@@ -155,7 +155,9 @@ impl IptablesProxier {
         };
         for name in &pending.removed {
             if let Some(old) = self.kernel.get(name) {
-                pending.newly_stale.extend(old.chains.iter().cloned());
+                pending
+                    .newly_stale
+                    .extend(old.chains.iter().map(str::to_string));
             }
             self.cache.remove(name);
         }
@@ -207,7 +209,7 @@ impl IptablesProxier {
                             old.chains
                                 .iter()
                                 .filter(|c| !rules.chains.contains(c))
-                                .cloned(),
+                                .map(str::to_string),
                         );
                     }
                 }
@@ -278,7 +280,7 @@ impl IptablesProxier {
                 diff_lines(&mut filter, old_filter, &rules.filter_rules, false);
                 written_rules +=
                     diff_lines(&mut nat_rules, old_dispatch, &rules.dispatch_rules, true);
-                for chain in &rules.chains {
+                for chain in rules.chains.iter() {
                     push_chain_line(&mut nat_chains, chain);
                 }
                 written_rules += rules.chain_rule_count;
@@ -291,7 +293,7 @@ impl IptablesProxier {
                         old.chains
                             .iter()
                             .filter(|c| !rules.chains.contains(c))
-                            .cloned(),
+                            .map(str::to_string),
                     );
                 }
                 self.cache.insert(
@@ -309,7 +311,9 @@ impl IptablesProxier {
             if let Some(old) = self.kernel.get(name) {
                 diff_lines(&mut filter, &old.filter_rules, "", false);
                 diff_lines(&mut nat_rules, &old.dispatch_rules, "", true);
-                pending.newly_stale.extend(old.chains.iter().cloned());
+                pending
+                    .newly_stale
+                    .extend(old.chains.iter().map(str::to_string));
                 pending.nat_rules_total = pending
                     .nat_rules_total
                     .saturating_sub(old.chain_rule_count + old.dispatch_rule_count);
@@ -394,7 +398,7 @@ impl IptablesProxier {
         let reused: FxHashSet<&str> = pending
             .written
             .iter()
-            .flat_map(|(_, rules)| rules.chains.iter().map(String::as_str))
+            .flat_map(|(_, rules)| rules.chains.iter())
             .collect();
         let deleted: BTreeSet<&String> = self
             .stale

@@ -23,7 +23,7 @@ enum Piece {
 
 /// Appends `:chain - [0:0]` for each chain of a service port.
 fn declare(rules: &ServiceRules, out: &mut Vec<u8>) {
-    for chain in &rules.chains {
+    for chain in rules.chains.iter() {
         out.push(b':');
         out.extend_from_slice(chain.as_bytes());
         out.extend_from_slice(b" - [0:0]\n");
@@ -32,7 +32,7 @@ fn declare(rules: &ServiceRules, out: &mut Vec<u8>) {
 
 /// Length of the lines [`declare`] writes.
 fn declared_len(rules: &ServiceRules) -> usize {
-    rules.chains.iter().map(|c| c.len() + 10).sum()
+    rules.chains.text_len() + 10 * rules.chains.len()
 }
 
 impl Piece {
@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn pieces_concatenate_to_the_input() {
         let rules = Arc::new(ServiceRules {
-            chains: vec!["KUBE-SVC-X".into()],
+            chains: ["KUBE-SVC-X"].into_iter().collect(),
             chain_rules: PackedText::pack("-A KUBE-SVC-X -j KUBE-SEP-Y\n"),
             ..ServiceRules::default()
         });

@@ -3,6 +3,7 @@
 //! (`KUBE-EXT/FW/SVC/SVL/SEP`). Pure: model in, text out.
 
 use crate::chain_name::{endpoint_chain, ServiceChains};
+use crate::chain_names::ChainNames;
 use crate::packed_text::PackedText;
 use crate::probability::probability;
 use crate::rule::RuleLine;
@@ -20,7 +21,7 @@ pub struct ServiceRules {
     /// Number of `-A` lines in `dispatch_rules`.
     pub dispatch_rule_count: usize,
     /// The per-service nat chains this port uses.
-    pub chains: Vec<String>,
+    pub chains: ChainNames,
     /// Rules of those chains (written when the service changed, or on a full sync), kept
     /// compressed.
     pub chain_rules: PackedText,
@@ -193,7 +194,7 @@ pub fn render_service(ctx: &RenderContext<'_>, entry: &ServiceEntry) -> ServiceR
         ctx,
         name: &name,
         rules: String::with_capacity(256 + 400 * entry.endpoints.len()),
-        chains: Vec::with_capacity(2 + selection.all_reachable.len()),
+        chains: ChainNames::default(),
         endpoint_chains: selection
             .all_reachable
             .iter()
@@ -235,7 +236,7 @@ struct ChainWriter<'a> {
     ctx: &'a RenderContext<'a>,
     name: &'a str,
     rules: String,
-    chains: Vec<String>,
+    chains: ChainNames,
     endpoint_chains: FxHashMap<&'a str, String>,
 }
 
@@ -248,9 +249,7 @@ impl<'a> ChainWriter<'a> {
     }
 
     fn declare(&mut self, chain: &str) {
-        if !self.chains.iter().any(|c| c == chain) {
-            self.chains.push(chain.to_string());
-        }
+        self.chains.insert(chain);
     }
 
     fn internal_masquerade(&mut self, chain: &str, port_match: &str, entry: &ServiceEntry) {
