@@ -169,6 +169,12 @@ enum Document {
 }
 
 fn walk_manifest(text: &str, sink: &mut dyn FnMut(Document)) -> Result<(), ManifestError> {
+    if let Some(documents) = json_documents(text) {
+        for (index, value) in documents.into_iter().enumerate() {
+            collect_document(value, index + 1, sink)?;
+        }
+        return Ok(());
+    }
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let number = index + 1;
         let value =
@@ -181,8 +187,21 @@ fn walk_manifest(text: &str, sink: &mut dyn FnMut(Document)) -> Result<(), Manif
     Ok(())
 }
 
+/// The documents of a manifest written as JSON (one or more values one after the other),
+/// or `None` when it is not JSON. The YAML parser would read JSON too, but holds about a
+/// hundred times the text in memory (745 MB for a 5 MB list of 10,000 Services).
+fn json_documents(text: &str) -> Option<Vec<serde_json::Value>> {
+    if !text.trim_start().starts_with(['{', '[']) {
+        return None;
+    }
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<serde_json::Value>()
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
+}
+
 fn collect_document(
-    value: serde_json::Value,
+    mut value: serde_json::Value,
     number: usize,
     sink: &mut dyn FnMut(Document),
 ) -> Result<(), ManifestError> {
@@ -198,8 +217,8 @@ fn collect_document(
         })?
         .to_string();
     if kind.ends_with("List") {
-        if let Some(serde_json::Value::Array(items)) = value.get("items") {
-            for item in items.iter().cloned() {
+        if let Some(serde_json::Value::Array(items)) = value.get_mut("items").map(std::mem::take) {
+            for item in items {
                 collect_document(with_item_defaults(item, &kind), number, sink)?;
             }
         }
@@ -308,6 +327,21 @@ mod tests {
         assert_eq!(manifest.objects.len(), 2);
         assert_eq!(manifest.objects[1].object_ref().to_string(), "Node n1");
         assert_eq!(manifest.ignored_kinds, vec!["ConfigMap".to_string()]);
+    }
+
+    #[test]
+    fn reads_json_documents_and_json_lists() {
+        let text = r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "namespace": "ns"}, "spec": {}}
+            {"apiVersion": "v1", "kind": "NodeList", "items": [{"metadata": {"name": "n1"}}]}"#;
+        let manifest = parse_manifest(text).expect("valid manifest");
+        assert_eq!(manifest.objects.len(), 2);
+        assert_eq!(manifest.objects[1].object_ref().to_string(), "Node n1");
+        let text = r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b"}, "spec": {"ports": [{"port": "eighty"}]}}"#;
+        let message = parse_manifest(text).expect_err("bad port").to_string();
+        assert!(message.starts_with("document 1 (Service b)"), "{message}");
+        let flow_yaml = "{apiVersion: v1, kind: Node, metadata: {name: n2}}";
+        let manifest = parse_manifest(flow_yaml).expect("YAML flow style");
+        assert_eq!(manifest.objects[0].object_ref().to_string(), "Node n2");
     }
 
     #[test]
