@@ -19,7 +19,7 @@ pub mod trace;
 
 pub use nft::{FakeNft, NftCommand, NftError, NftRunner, Transaction};
 pub use proxier::{
-    delete_tables, KernelView, NftablesProxier, SettingsError, SyncPlan, SyncReport,
+    delete_tables, KernelView, NftablesProxier, SentSync, SettingsError, SyncPlan, SyncReport,
     STALE_CHAIN_DELAY,
 };
 pub use settings::{LocalTrafficDetector, ProxierSettings};

@@ -1,7 +1,8 @@
 //! The nftables mode: one [`NftablesProxier`] per family (`ip kube-proxy`, `ip6
 //! kube-proxy`), each sync's transactions run through `nft -f -`. A full sync lists the
-//! table first so only what differs is sent; a very large first sync into an absent
-//! table is split into bounded batches so the nftables lock is never held for long.
+//! table first so only what differs is sent; a first sync into an absent table is sent
+//! in bounded batches as it is rendered, so the nftables lock is never held for long and
+//! the agent never holds the whole ruleset.
 
 use crate::config::{DetectLocal, NodePortAddresses};
 use crate::iptables_mode::IptablesModeSettings;
@@ -110,6 +111,7 @@ struct FamilyState {
 pub struct NftablesMode {
     node: IptablesModeSettings,
     families: Vec<FamilyState>,
+    max_batch_operations: usize,
 }
 
 impl NftablesMode {
@@ -131,7 +133,18 @@ impl NftablesMode {
                 })
             })
             .collect::<Result<_, SettingsError>>()?;
-        Ok(NftablesMode { node, families })
+        Ok(NftablesMode {
+            node,
+            families,
+            max_batch_operations: MAX_BATCH_OPERATIONS,
+        })
+    }
+
+    /// Splits a first sync into an absent table into batches of at most `max`
+    /// operations instead of [`MAX_BATCH_OPERATIONS`].
+    pub fn with_max_batch_operations(mut self, max: usize) -> Self {
+        self.max_batch_operations = max;
+        self
     }
 }
 
@@ -161,33 +174,44 @@ impl FamilyState {
         absent
     }
 
-    fn sync(&mut self, input: &SyncInput<'_>) -> FamilySync {
+    fn sync(&mut self, input: &SyncInput<'_>, max_batch: usize) -> FamilySync {
         let absent = self.proxier.wants_full_sync() && self.observe_kernel();
-        let plan = self.proxier.sync(input.snapshot, input.ports, input.now);
-        for warning in &plan.warnings {
-            logging::warn(warning.to_string());
-        }
-        let mut report = FamilySync {
-            full: plan.full,
-            ..FamilySync::default()
-        };
-        if let Some(cleanup) = &plan.cleanup {
-            if let Err(e) = self.kernel.run(cleanup) {
+        let mut report = FamilySync::default();
+        if let Some(cleanup) = self.proxier.stale_cleanup(input.now) {
+            if let Err(e) = self.kernel.run(&cleanup) {
                 logging::warn(format!(
                     "{:?}: deleting stale nftables chains: {e}",
                     self.family
                 ));
-                self.proxier.on_cleanup_failed();
                 report.cleanup_failed = true;
             }
         }
-        let result = if absent {
-            run_in_batches(self.kernel.as_mut(), &plan.main, MAX_BATCH_OPERATIONS)
-        } else {
-            self.kernel.run(&plan.main)
-        };
+        // Into an absent table nothing is served yet, so the first sync goes in bounded
+        // batches, each sent as soon as it is rendered; otherwise in one transaction.
+        let limit = if absent { max_batch } else { usize::MAX };
+        let kernel = &mut self.kernel;
+        let mut result = Ok(());
+        let sent = self.proxier.send_main(
+            input.snapshot,
+            input.ports,
+            input.now,
+            limit,
+            &mut |batch| {
+                if result.is_ok() {
+                    result = kernel.run(&batch);
+                }
+            },
+        );
+        for warning in &sent.warnings {
+            logging::warn(warning.to_string());
+        }
+        // Reported once the main transaction is planned, as when it was planned first.
+        if report.cleanup_failed {
+            self.proxier.on_cleanup_failed();
+        }
+        report.full = sent.full;
         report.ok = result.is_ok();
-        report.partial_failed = !plan.full && !report.ok;
+        report.partial_failed = !sent.full && !report.ok;
         report.error = result.err().map(|e| e.to_string());
         self.proxier.on_applied(report.ok);
         self.synced_once |= report.ok;
@@ -214,25 +238,6 @@ impl FamilyState {
         self.proxier.force_full_sync();
         vec![problem]
     }
-}
-
-/// Runs `tx` as consecutive batches of at most `max` operations. The proxier orders a
-/// transaction so every operation depends only on earlier ones, so each prefix is a
-/// valid ruleset; used only when the table did not exist, where nothing is served yet.
-pub fn run_in_batches(
-    kernel: &mut dyn NftKernel,
-    tx: &Transaction,
-    max: usize,
-) -> Result<(), NftError> {
-    if tx.len() <= max {
-        return kernel.run(tx);
-    }
-    for chunk in tx.operations().chunks(max.max(1)) {
-        let mut batch = Transaction::new(tx.family(), tx.table());
-        chunk.iter().cloned().for_each(|op| batch.push(op));
-        kernel.run(&batch)?;
-    }
-    Ok(())
 }
 
 impl ProxyMode for NftablesMode {
@@ -264,7 +269,7 @@ impl ProxyMode for NftablesMode {
     fn sync(&mut self, input: &SyncInput<'_>) -> FamilySync {
         let family = input.snapshot.family();
         match self.families.iter_mut().find(|f| f.family == family) {
-            Some(state) => state.sync(input),
+            Some(state) => state.sync(input, self.max_batch_operations),
             None => FamilySync::missing_family(family),
         }
     }

@@ -13,9 +13,7 @@ use kproxy_node::healthz::ProxierHealth;
 use kproxy_node::iptables_mode::IptablesModeSettings;
 use kproxy_node::kernel::nft::{NftKernel, SharedFakeNft};
 use kproxy_node::metrics::{Metrics, MetricsMode};
-use kproxy_node::nftables_mode::{
-    proxier_settings, run_in_batches, NftFamilyKernel, NftablesMode, TABLE,
-};
+use kproxy_node::nftables_mode::{proxier_settings, NftFamilyKernel, NftablesMode, TABLE};
 use kproxy_node::sync_loop::{AgentEvent, LoopTiming, SharedState, SyncLoop};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -47,6 +45,10 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with_batches(kproxy_node::nftables_mode::MAX_BATCH_OPERATIONS)
+}
+
+fn harness_with_batches(max_batch_operations: usize) -> Harness {
     let kernel = SharedFakeNft::new();
     let mode = NftablesMode::new(
         node_settings(),
@@ -56,7 +58,8 @@ fn harness() -> Harness {
         }],
         None,
     )
-    .expect("mode");
+    .expect("mode")
+    .with_max_batch_operations(max_batch_operations);
     let shared = SharedState {
         health: Arc::new(ProxierHealth::new(Duration::from_secs(60))),
         metrics: Arc::new(Metrics::for_mode(MetricsMode::Nftables)),
@@ -212,23 +215,30 @@ async fn a_failed_sync_is_counted_and_the_next_one_is_full() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_first_sync_runs_in_bounded_batches_with_the_same_result() {
+    let hc_port = free_port();
     let mut h = harness();
-    h.load(&cluster(free_port()));
+    h.load(&cluster(hc_port));
     h.sync_loop.handle(AgentEvent::InitialSyncDone);
     h.sync_loop.sync(Instant::now());
     let whole = h.dump();
-    let first = h
+    let operations = h
         .kernel
         .state()
         .nft
         .last_transaction()
-        .cloned()
-        .expect("tx");
+        .map_or(0, Transaction::len);
+    drop(h);
 
-    let mut batched = SharedFakeNft::new();
-    run_in_batches(&mut batched, &first, 7).expect("every prefix is valid");
-    assert_eq!(batched.state().nft.runs(), first.len().div_ceil(7));
-    assert_eq!(batched.state().nft.dump(), whole);
+    let mut batched = harness_with_batches(7);
+    batched.load(&cluster(hc_port));
+    batched.sync_loop.handle(AgentEvent::InitialSyncDone);
+    batched.sync_loop.sync(Instant::now());
+    assert_eq!(
+        batched.kernel.state().nft.runs(),
+        operations.div_ceil(7),
+        "every batch but the last is full"
+    );
+    assert_eq!(batched.dump(), whole);
 }
 
 #[test]

@@ -102,6 +102,11 @@ impl Transaction {
         &self.ops
     }
 
+    /// The operations, taken out.
+    pub fn into_operations(self) -> Vec<Operation> {
+        self.ops
+    }
+
     /// Number of operations (what upstream's tests count).
     pub fn len(&self) -> usize {
         self.ops.len()

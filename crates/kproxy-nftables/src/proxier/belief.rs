@@ -1,22 +1,23 @@
 //! What the proxier remembers of each service port once its objects are sent: the names
-//! of its chains and sets and its elements, not the rule text (a sync moves the rules into
-//! its transaction). Also the per-service counts behind the no-local-endpoints gauges,
+//! of its chains (in one string) and sets and its elements (shared with the element
+//! book), not the rule text (a sync moves the rules into its transaction). Also the per-service counts behind the no-local-endpoints gauges,
 //! kept up to date port by port so no sync has to walk every service.
 
 use crate::nft::Element;
 use crate::render::ServiceObjects;
 use kproxy_model::NamespacedName;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One service port as the kernel is believed to hold it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortBelief {
-    /// Its chains, service chains first.
-    pub chains: Vec<String>,
+    /// Its chain names, service chains first, one per line.
+    chains: Box<str>,
     /// Its `affinity-` sets.
     pub affinity_sets: Vec<String>,
     /// Its elements of the shared sets and maps.
-    pub elements: Vec<Element>,
+    pub elements: Vec<Arc<Element>>,
     /// Internal policy is Local, endpoints exist, none is local.
     pub no_local_internal: bool,
     /// External policy is Local, endpoints exist, none is local.
@@ -27,16 +28,26 @@ impl PortBelief {
     /// The names and elements of freshly rendered objects.
     pub fn of(objects: &ServiceObjects) -> PortBelief {
         PortBelief {
-            chains: objects.chains().map(|c| c.name.clone()).collect(),
+            chains: objects
+                .chains()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+                .into_boxed_str(),
             affinity_sets: objects
                 .affinity_sets
                 .iter()
                 .map(|s| s.name.clone())
                 .collect(),
-            elements: objects.elements.clone(),
+            elements: objects.elements.iter().cloned().map(Arc::new).collect(),
             no_local_internal: objects.no_local_internal,
             no_local_external: objects.no_local_external,
         }
+    }
+
+    /// Its chain names, service chains first.
+    pub fn chains(&self) -> impl Iterator<Item = &str> {
+        self.chains.split('\n').filter(|name| !name.is_empty())
     }
 }
 

@@ -16,16 +16,19 @@
 
 mod belief;
 mod elements;
+mod writer;
 
 use crate::naming::is_service_chain;
-use crate::nft::{Chain, Family, Named, NftError, NftRunner, Rule, TableState, Transaction};
+use crate::nft::{Family, Named, NftError, NftRunner, TableState, Transaction};
 use crate::render::{render_fixed, render_service, ServiceObjects, ELEMENT_CONTAINERS};
 use crate::settings::{LocalTrafficDetector, ProxierSettings};
 use belief::{NoLocalCounts, PortBelief};
-use elements::{ElementBook, ElementKey};
+use elements::{ElementBook, ElementKey, Owner};
 use kproxy_model::{ModelWarning, ServicePortName, Snapshot, SnapshotChanges};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use writer::{Batches, SyncWriter};
 
 /// How long a flushed service chain is kept before it is deleted (kernels before 6.2
 /// need the last vmap reference to be gone for a while).
@@ -69,6 +72,17 @@ pub struct SyncPlan {
     pub warnings: Vec<ModelWarning>,
 }
 
+/// What [`NftablesProxier::send_main`] sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentSync {
+    /// Whether it was a full sync.
+    pub full: bool,
+    /// Operations sent, in all batches.
+    pub operations: usize,
+    /// Service ports that could not be rendered.
+    pub warnings: Vec<ModelWarning>,
+}
+
 /// What [`NftablesProxier::sync_with`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncReport {
@@ -92,10 +106,12 @@ pub struct NftablesProxier {
     full_sync_needed: bool,
     started: bool,
     view: Option<KernelView>,
-    ports: BTreeMap<ServicePortName, PortBelief>,
+    ports: BTreeMap<Owner, PortBelief>,
     no_local: NoLocalCounts,
     elements: ElementBook,
-    kernel_chains: BTreeSet<String>,
+    /// Chains a failed sync dropped from `stale` (they may still exist). The chains
+    /// believed in the kernel are these, `stale`'s and every port's.
+    forgotten_chains: BTreeSet<String>,
     kernel_affinity_sets: BTreeSet<String>,
     stale: BTreeMap<String, Instant>,
 }
@@ -113,7 +129,7 @@ impl NftablesProxier {
             ports: BTreeMap::new(),
             no_local: NoLocalCounts::default(),
             elements: ElementBook::default(),
-            kernel_chains: BTreeSet::new(),
+            forgotten_chains: BTreeSet::new(),
             kernel_affinity_sets: BTreeSet::new(),
             stale: BTreeMap::new(),
         })
@@ -174,12 +190,63 @@ impl NftablesProxier {
         now: Instant,
     ) -> SyncPlan {
         let cleanup = self.stale_cleanup(now);
+        let mut main = None;
+        let sent = self.send_main(snapshot, changes, now, usize::MAX, &mut |tx| {
+            main = Some(tx);
+        });
+        SyncPlan {
+            cleanup,
+            main: main.unwrap_or_else(|| Transaction::new(self.family, &self.settings.table)),
+            full: sent.full,
+            warnings: sent.warnings,
+        }
+    }
+
+    /// The deletion of chains stale for longer than [`STALE_CHAIN_DELAY`], to run before
+    /// the main transaction; they are forgotten as if it succeeds (a failure is reported
+    /// with [`on_cleanup_failed`](Self::on_cleanup_failed)).
+    pub fn stale_cleanup(&mut self, now: Instant) -> Option<Transaction> {
+        let due: Vec<String> = self
+            .stale
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) > STALE_CHAIN_DELAY)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if due.is_empty() {
+            return None;
+        }
+        let mut tx = Transaction::new(self.family, self.settings.table.clone());
+        for name in due {
+            self.stale.remove(&name);
+            self.forgotten_chains.remove(&name);
+            tx.delete(Named::Chain(name));
+        }
+        Some(tx)
+    }
+
+    /// Plans the main transaction of one sync (as [`sync`](Self::sync), after
+    /// [`stale_cleanup`](Self::stale_cleanup)) and hands it to `send` in transactions of
+    /// at most `batch_limit` operations, each as soon as it is full, so a full sync
+    /// never holds more than one batch. Each batch depends only on earlier ones.
+    pub fn send_main(
+        &mut self,
+        snapshot: &Snapshot,
+        changes: &SnapshotChanges,
+        now: Instant,
+        batch_limit: usize,
+        send: &mut dyn FnMut(Transaction),
+    ) -> SentSync {
         let mut warnings = Vec::new();
         let full = self.full_sync_needed;
-        let main = if full {
-            self.full_sync(snapshot, now, &mut warnings)
+        let mut writer = SyncWriter::new(Batches::new(
+            self.family,
+            &self.settings.table,
+            batch_limit,
+            send,
+        ));
+        if full {
+            self.full_sync(snapshot, now, &mut warnings, &mut writer);
         } else {
-            let mut writer = SyncWriter::new(self.family, &self.settings.table);
             for name in &changes.changed {
                 let fresh = snapshot
                     .entry(name)
@@ -187,23 +254,17 @@ impl NftablesProxier {
                 self.replace_port(name, fresh, now, &mut writer);
             }
             let touched = std::mem::take(&mut writer.touched);
-            self.elements.reconcile(
-                &touched,
-                &mut writer.element_deletes,
-                &mut writer.element_adds,
-            );
-            writer.finish()
-        };
-        SyncPlan {
-            cleanup,
-            main,
+            self.elements.reconcile(&touched, &mut writer);
+        }
+        SentSync {
             full,
+            operations: writer.finish(),
             warnings,
         }
     }
 
-    /// Records whether the main transaction was applied. A failure forces a full sync
-    /// and forgets stale chains (the full sync finds them again).
+    /// Records whether the main transaction was applied. A failure forces a full sync;
+    /// the stale chains' deletion times are forgotten (the full sync flushes them again).
     pub fn on_applied(&mut self, ok: bool) {
         if ok {
             if self.full_sync_needed {
@@ -212,7 +273,8 @@ impl NftablesProxier {
             }
         } else {
             self.full_sync_needed = true;
-            self.stale.clear();
+            let stale = std::mem::take(&mut self.stale);
+            self.forgotten_chains.extend(stale.into_keys());
         }
     }
 
@@ -276,31 +338,12 @@ impl NftablesProxier {
         }
     }
 
-    fn stale_cleanup(&mut self, now: Instant) -> Option<Transaction> {
-        let due: Vec<String> = self
-            .stale
-            .iter()
-            .filter(|(_, since)| now.saturating_duration_since(**since) > STALE_CHAIN_DELAY)
-            .map(|(name, _)| name.clone())
-            .collect();
-        if due.is_empty() {
-            return None;
-        }
-        let mut tx = Transaction::new(self.family, self.settings.table.clone());
-        for name in due {
-            self.stale.remove(&name);
-            self.kernel_chains.remove(&name);
-            tx.delete(Named::Chain(name));
-        }
-        Some(tx)
-    }
-
     fn replace_port(
         &mut self,
         name: &ServicePortName,
         fresh: Option<ServiceObjects>,
         now: Instant,
-        w: &mut SyncWriter,
+        w: &mut SyncWriter<'_>,
     ) {
         let old = self.ports.remove(name);
         let fresh_chains: BTreeSet<&str> = fresh
@@ -314,13 +357,9 @@ impl NftablesProxier {
             .map(|s| s.name.as_str())
             .collect();
         if let Some(old) = &old {
-            for chain in old
-                .chains
-                .iter()
-                .filter(|c| !fresh_chains.contains(c.as_str()))
-            {
+            for chain in old.chains().filter(|c| !fresh_chains.contains(c)) {
                 w.flush_stale(chain);
-                self.stale.entry(chain.clone()).or_insert(now);
+                self.stale.entry(chain.to_string()).or_insert(now);
             }
             for set in old
                 .affinity_sets
@@ -336,89 +375,121 @@ impl NftablesProxier {
         }
         if let Some(fresh) = fresh {
             let belief = PortBelief::of(&fresh);
+            for chain in belief.chains() {
+                self.stale.remove(chain);
+            }
+            self.kernel_affinity_sets
+                .extend(belief.affinity_sets.iter().cloned());
             // Every chain of a changed port is rewritten, unchanged ones too: upstream's
             // operation counts (checked by the conformance cases) depend on it.
-            let chains = fresh
-                .service_chains
-                .into_iter()
-                .chain(fresh.endpoint_chains);
-            for chain in chains {
-                self.stale.remove(&chain.name);
-                self.kernel_chains.insert(chain.name.clone());
-                w.write_chain(&chain.name, chain.rules);
-            }
-            for set in fresh.affinity_sets {
-                self.kernel_affinity_sets.insert(set.name.clone());
-                w.sets.add(set);
-            }
+            let ServiceObjects {
+                mut service_chains,
+                endpoint_chains,
+                affinity_sets,
+                ..
+            } = fresh;
+            service_chains.extend(endpoint_chains);
+            w.write_port(service_chains, affinity_sets);
+            let owner = Arc::new(name.clone());
             self.elements
-                .add_owner(name, &belief.elements, &mut w.touched);
+                .add_owner(&owner, &belief.elements, &mut w.touched);
             self.no_local.add(&name.service, &belief);
-            self.ports.insert(name.clone(), belief);
+            self.ports.insert(owner, belief);
         }
     }
 
+    /// Rewrites every port, port by port as it is rendered, then flushes what no port
+    /// uses and reconciles the elements.
     fn full_sync(
         &mut self,
         snapshot: &Snapshot,
         now: Instant,
         warnings: &mut Vec<ModelWarning>,
-    ) -> Transaction {
+        w: &mut SyncWriter<'_>,
+    ) {
         let view = self.view.take().unwrap_or(KernelView::Unknown);
-        let mut w = SyncWriter::new(self.family, &self.settings.table);
-        render_fixed(&self.settings, !self.started, &mut w.fixed);
+        let mut fixed = Transaction::new(self.family, &self.settings.table);
+        render_fixed(&self.settings, !self.started, &mut fixed);
+        w.write_all(fixed);
+        let known = self.known_chains(&view);
         self.ports.clear();
         self.no_local.clear();
         self.elements.clear_wanted();
-        let mut rendered = Vec::new();
-        for (name, entry) in snapshot.entries() {
-            if let Some(objects) = self.render(entry, warnings) {
-                let belief = PortBelief::of(&objects);
-                self.no_local.add(&name.service, &belief);
-                self.ports.insert(name.clone(), belief);
-                rendered.push(objects);
-            }
-        }
-        self.full_sync_chains(&view, rendered, now, &mut w);
-        self.full_sync_elements(&view, &mut w);
-        w.finish()
-    }
-
-    /// Flushes (and schedules for deletion) chains no port uses. What exists is taken from
-    /// the listed table; an absent table has none; when listing failed, from belief.
-    fn full_sync_chains(
-        &mut self,
-        view: &KernelView,
-        rendered: Vec<ServiceObjects>,
-        now: Instant,
-        w: &mut SyncWriter,
-    ) {
         let empty = TableState::default();
-        let table = match view {
+        let table = match &view {
             KernelView::Present(t) => Some(t),
             KernelView::Absent => Some(&empty),
             KernelView::Unknown => None,
         };
-        let active: BTreeSet<String> = self
-            .ports
-            .values()
-            .flat_map(|p| p.chains.iter().cloned())
-            .collect();
-        let known: BTreeSet<String> = match table {
-            Some(t) => t
+        for (name, entry) in snapshot.entries() {
+            let Some(objects) = self.render(entry, warnings) else {
+                continue;
+            };
+            let belief = PortBelief::of(&objects);
+            self.no_local.add(&name.service, &belief);
+            self.ports.insert(Arc::new(name.clone()), belief);
+            let ServiceObjects {
+                mut service_chains,
+                endpoint_chains,
+                affinity_sets,
+                ..
+            } = objects;
+            // An endpoint chain the kernel already holds as rendered is left alone.
+            service_chains.extend(endpoint_chains.into_iter().filter(|chain| {
+                !table
+                    .and_then(|t| t.chains.get(&chain.name))
+                    .is_some_and(|existing| existing.rules == chain.rules)
+            }));
+            w.write_port(service_chains, affinity_sets);
+        }
+        self.full_sync_stale(&known, table, now, w);
+        self.full_sync_elements(&view, w);
+    }
+
+    /// The service chains in the kernel before a full sync: listed, or (listing failed)
+    /// believed.
+    fn known_chains(&self, view: &KernelView) -> BTreeSet<String> {
+        match view {
+            KernelView::Present(t) => t
                 .chains
                 .keys()
                 .filter(|n| is_service_chain(n))
                 .cloned()
                 .collect(),
-            None => self.kernel_chains.clone(),
+            KernelView::Absent => BTreeSet::new(),
+            KernelView::Unknown => self
+                .ports
+                .values()
+                .flat_map(PortBelief::chains)
+                .map(str::to_string)
+                .chain(self.stale.keys().cloned())
+                .chain(self.forgotten_chains.iter().cloned())
+                .collect(),
+        }
+    }
+
+    /// Flushes (and schedules for deletion) the `known` chains no port uses, and deletes
+    /// affinity sets no port uses: those of the listed table, or (`None`: listing
+    /// failed) believed.
+    fn full_sync_stale(
+        &mut self,
+        known: &BTreeSet<String>,
+        table: Option<&TableState>,
+        now: Instant,
+        w: &mut SyncWriter<'_>,
+    ) {
+        let active: BTreeSet<&str> = if known.is_empty() {
+            BTreeSet::new()
+        } else {
+            self.ports.values().flat_map(PortBelief::chains).collect()
         };
         self.stale
-            .retain(|name, _| known.contains(name) && !active.contains(name));
-        for name in known.iter().filter(|n| !active.contains(*n)) {
+            .retain(|name, _| known.contains(name) && !active.contains(name.as_str()));
+        for name in known.iter().filter(|n| !active.contains(n.as_str())) {
             w.flush_stale(name);
             self.stale.insert(name.clone(), now);
         }
+        self.forgotten_chains.clear();
         let active_sets: BTreeSet<String> = self
             .ports
             .values()
@@ -436,32 +507,10 @@ impl NftablesProxier {
         for name in known_sets.difference(&active_sets) {
             w.delete_set(name);
         }
-        for objects in rendered {
-            objects
-                .service_chains
-                .into_iter()
-                .for_each(|c| w.write_chain(&c.name, c.rules));
-            for chain in objects.endpoint_chains {
-                let same = table
-                    .and_then(|t| t.chains.get(&chain.name))
-                    .is_some_and(|existing| existing.rules == chain.rules);
-                if !same {
-                    w.write_chain(&chain.name, chain.rules);
-                }
-            }
-            objects
-                .affinity_sets
-                .into_iter()
-                .for_each(|s| w.sets.add(s));
-        }
-        self.kernel_chains = active
-            .union(&self.stale.keys().cloned().collect())
-            .cloned()
-            .collect();
         self.kernel_affinity_sets = active_sets;
     }
 
-    fn full_sync_elements(&mut self, view: &KernelView, w: &mut SyncWriter) {
+    fn full_sync_elements(&mut self, view: &KernelView, w: &mut SyncWriter<'_>) {
         match view {
             KernelView::Present(table) => {
                 let present = ELEMENT_CONTAINERS
@@ -478,7 +527,7 @@ impl NftablesProxier {
                     } else {
                         Named::Map(container.to_string())
                     };
-                    w.fixed.flush(named);
+                    w.flush_container(named);
                 }
                 self.elements.set_kernel(Vec::new());
             }
@@ -489,8 +538,7 @@ impl NftablesProxier {
                 .add_owner(name, &objects.elements, &mut touched);
         }
         let keys: BTreeSet<ElementKey> = self.elements.all_keys();
-        self.elements
-            .reconcile(&keys, &mut w.element_deletes, &mut w.element_adds);
+        self.elements.reconcile(&keys, w);
     }
 }
 
@@ -504,78 +552,6 @@ pub fn delete_tables(runner: &mut dyn NftRunner, table: &str) -> Result<(), NftE
         }
     }
     Ok(())
-}
-
-/// Collects a sync's operations in an order the kernel accepts: fixed objects, chain
-/// creation and flushes, sets, rules, element deletions, element additions, and finally
-/// set deletions (once no rule refers to them).
-struct SyncWriter {
-    fixed: Transaction,
-    chains: Transaction,
-    sets: Transaction,
-    rules: Transaction,
-    element_deletes: Transaction,
-    element_adds: Transaction,
-    set_deletes: Transaction,
-    touched: BTreeSet<ElementKey>,
-}
-
-impl SyncWriter {
-    fn new(family: Family, table: &str) -> SyncWriter {
-        let tx = || Transaction::new(family, table);
-        SyncWriter {
-            fixed: tx(),
-            chains: tx(),
-            sets: tx(),
-            rules: tx(),
-            element_deletes: tx(),
-            element_adds: tx(),
-            set_deletes: tx(),
-            touched: BTreeSet::new(),
-        }
-    }
-
-    fn write_chain(&mut self, name: &str, rules: Vec<Rule>) {
-        self.chains.add(Chain::regular(name));
-        self.chains.flush(Named::Chain(name.to_string()));
-        rules.into_iter().for_each(|r| self.rules.add(r));
-    }
-
-    fn flush_stale(&mut self, name: &str) {
-        self.chains.flush(Named::Chain(name.to_string()));
-    }
-
-    fn delete_set(&mut self, name: &str) {
-        self.set_deletes.delete(Named::Set(name.to_string()));
-    }
-
-    fn finish(mut self) -> Transaction {
-        let mut tx = self.fixed;
-        tx.reserve(
-            [
-                &self.chains,
-                &self.sets,
-                &self.rules,
-                &self.element_deletes,
-                &self.element_adds,
-                &self.set_deletes,
-            ]
-            .iter()
-            .map(|part| part.len())
-            .sum(),
-        );
-        for part in [
-            &mut self.chains,
-            &mut self.sets,
-            &mut self.rules,
-            &mut self.element_deletes,
-            &mut self.element_adds,
-            &mut self.set_deletes,
-        ] {
-            tx.append(part);
-        }
-        tx
-    }
 }
 
 fn validate(settings: &ProxierSettings) -> Result<(), SettingsError> {
