@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub struct ServiceEntry {
     /// The port.
     pub service: ServicePort,
-    /// Its endpoints, sorted by `addr`.
+    /// Its endpoints, sorted by [`Endpoint::addr`].
     pub endpoints: Vec<Endpoint>,
 }
 

@@ -61,8 +61,9 @@ pub struct StoreChanges {
 /// The latest Services, EndpointSlices and local Node, indexed by service.
 #[derive(Debug, Default, Clone)]
 pub struct ClusterStore {
-    /// The Services, without their name and namespace (the key has them).
-    services: BTreeMap<NamespacedName, SlimService>,
+    /// The Services, without their name and namespace (the key has them). Boxed as they
+    /// arrive: a B-tree node holds eleven slots, about half of them empty.
+    services: BTreeMap<NamespacedName, Box<SlimService>>,
     /// Each service's slices in name order: most services have one, so a small vector
     /// (a B-tree leaf holds eleven entries inline).
     slices: HashMap<NamespacedName, Vec<SlimEndpointSlice>>,
@@ -110,7 +111,7 @@ impl ClusterStore {
                 if self.services.get(&key) != Some(&service) {
                     self.changes.service_changes += 1;
                     self.changes.services.insert(key.clone());
-                    self.services.insert(key, *service);
+                    self.services.insert(key, service);
                 }
             }
             KubeObject::EndpointSlice(slice) => self.upsert_slice(*slice),
@@ -150,6 +151,8 @@ impl ClusterStore {
                 self.changes.services.insert(owner.clone());
                 let slices = self.slices.entry(owner.clone()).or_default();
                 if let Err(index) = find_slice(slices, &key.name) {
+                    // Exactly: a growing vector starts with room for four slices.
+                    slices.reserve_exact(1);
                     slices.insert(index, slice);
                 }
                 self.slice_owner.insert(key, owner);
@@ -259,12 +262,12 @@ impl ClusterStore {
     /// The Service with this name. Its `metadata` name and namespace are empty: the store
     /// moved them into its key.
     pub fn service(&self, key: &NamespacedName) -> Option<&SlimService> {
-        self.services.get(key)
+        self.services.get(key).map(|service| &**service)
     }
 
     /// All Services, in namespace/name order.
     pub fn services(&self) -> impl Iterator<Item = (&NamespacedName, &SlimService)> {
-        self.services.iter()
+        self.services.iter().map(|(key, service)| (key, &**service))
     }
 
     /// The EndpointSlices of a service, in slice-name order.
