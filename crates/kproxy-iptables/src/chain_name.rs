@@ -53,7 +53,7 @@ impl ServiceChains {
 /// `KUBE-SEP-…`: the chain of one endpoint of a service port.
 pub fn endpoint_chain(name: &ServicePortName, endpoint: &Endpoint) -> String {
     let mut key = service_key(name);
-    key.push_str(&endpoint.addr);
+    key.push_str(&endpoint.addr());
     let mut chain = String::with_capacity(25);
     chain.push_str("KUBE-SEP-");
     push_hash16(&mut chain, &key);

@@ -10,6 +10,7 @@ use crate::rule::RuleLine;
 use crate::settings::{IptablesSettings, LOCALHOST_NODEPORT_COUNTER};
 use kproxy_model::{select_endpoints, Endpoint, IpFamily, ServiceEntry};
 use rustc_hash::FxHashMap;
+use std::net::IpAddr;
 
 /// The rendered text of one service port.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -198,7 +199,7 @@ pub fn render_service(ctx: &RenderContext<'_>, entry: &ServiceEntry) -> ServiceR
         endpoint_chains: selection
             .all_reachable
             .iter()
-            .map(|ep| (ep.addr.as_str(), endpoint_chain(&svc.name, ep)))
+            .map(|ep| ((ep.ip, ep.port), endpoint_chain(&svc.name, ep)))
             .collect(),
     };
     if has_internal {
@@ -237,14 +238,14 @@ struct ChainWriter<'a> {
     name: &'a str,
     rules: String,
     chains: ChainNames,
-    endpoint_chains: FxHashMap<&'a str, String>,
+    endpoint_chains: FxHashMap<(IpAddr, u16), String>,
 }
 
 impl<'a> ChainWriter<'a> {
     /// The KUBE-SEP name of a reachable endpoint (hashed once per render).
     fn sep(&self, ep: &Endpoint) -> &str {
         self.endpoint_chains
-            .get(ep.addr.as_str())
+            .get(&(ep.ip, ep.port))
             .map_or("", String::as_str)
     }
 
@@ -351,7 +352,7 @@ impl<'a> ChainWriter<'a> {
         if let Some(seconds) = affinity {
             for ep in endpoints {
                 let sep = self.sep(ep).to_string();
-                let text = format!("{} -> {}", self.name, ep.addr);
+                let text = format!("{} -> {}", self.name, ep.addr());
                 let line = RuleLine::append(&mut self.rules, chain);
                 maybe_comment(line, self.ctx.large_cluster, &text)
                     .raw("-m recent --name")
@@ -365,7 +366,7 @@ impl<'a> ChainWriter<'a> {
         let count = endpoints.len();
         for (index, ep) in endpoints.iter().enumerate() {
             let sep = self.sep(ep).to_string();
-            let text = format!("{} -> {}", self.name, ep.addr);
+            let text = format!("{} -> {}", self.name, ep.addr());
             let line = RuleLine::append(&mut self.rules, chain);
             let mut line = maybe_comment(line, self.ctx.large_cluster, &text);
             if index + 1 < count {
@@ -394,7 +395,7 @@ impl<'a> ChainWriter<'a> {
             line = line.raw("-m recent --name").raw(&sep).raw("--set");
         }
         line.raw(&format!("-m {proto} -p {proto} -j DNAT --to-destination"))
-            .raw(&ep.addr)
+            .raw(&ep.addr())
             .end();
     }
 }

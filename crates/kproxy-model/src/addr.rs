@@ -2,6 +2,7 @@
 //! decimal), CIDRs are trimmed, and everything is kept in canonical form afterwards.
 
 use ipnet::IpNet;
+use std::fmt::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// An IP family.
@@ -75,9 +76,120 @@ pub fn parse_cidr_sloppy(text: &str) -> Option<IpNet> {
 
 /// Formats an endpoint as kube-proxy does: `ip:port`, or `[ip]:port` for IPv6.
 pub fn join_host_port(ip: &IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("{v4}:{port}"),
-        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    HostPort::new(ip, port).as_str().to_string()
+}
+
+/// The longest [`HostPort`]: `[` + the longest IPv6 text + `]:` + five digits.
+const HOST_PORT_MAX: usize = 1 + 45 + 2 + 5;
+
+/// `ip:port`, or `[ip]:port` for IPv6, written into a buffer on the stack: endpoints keep
+/// their address and port, and write this text only where a rule needs it. Compares as
+/// its text.
+#[derive(Clone, Copy)]
+pub struct HostPort {
+    len: u8,
+    text: [u8; HOST_PORT_MAX],
+}
+
+impl HostPort {
+    /// Writes `ip:port` or `[ip]:port`.
+    pub fn new(ip: &IpAddr, port: u16) -> HostPort {
+        let mut out = HostPort {
+            len: 0,
+            text: [0; HOST_PORT_MAX],
+        };
+        let written = match ip {
+            IpAddr::V4(v4) => write_ipv4(&mut out, v4),
+            IpAddr::V6(v6) => write!(out, "[{v6}]"),
+        }
+        .and_then(|()| out.write_str(":"))
+        .and_then(|()| write_decimal(&mut out, port));
+        debug_assert!(written.is_ok(), "HOST_PORT_MAX fits every address");
+        out
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        let bytes = &self.text[..usize::from(self.len)];
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for HostPort {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let start = usize::from(self.len);
+        let end = start + text.len();
+        let slot = self.text.get_mut(start..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = u8::try_from(end).map_err(|_| fmt::Error)?;
+        Ok(())
+    }
+}
+
+/// Dotted quad without the formatting machinery: rule rendering writes one per endpoint
+/// and rule.
+fn write_ipv4(out: &mut HostPort, ip: &Ipv4Addr) -> fmt::Result {
+    for (index, octet) in ip.octets().into_iter().enumerate() {
+        if index > 0 {
+            out.write_str(".")?;
+        }
+        write_decimal(out, u16::from(octet))?;
+    }
+    Ok(())
+}
+
+fn write_decimal(out: &mut HostPort, mut value: u16) -> fmt::Result {
+    let mut digits = [0u8; 5];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    let text = std::str::from_utf8(&digits[start..]).map_err(|_| fmt::Error)?;
+    out.write_str(text)
+}
+
+impl std::ops::Deref for HostPort {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for HostPort {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for HostPort {}
+
+impl PartialOrd for HostPort {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for HostPort {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -118,5 +230,29 @@ mod tests {
     fn host_port_brackets_ipv6() {
         let v6: IpAddr = "fd00::1".parse().expect("valid");
         assert_eq!(join_host_port(&v6, 80), "[fd00::1]:80");
+    }
+
+    #[test]
+    fn host_port_writes_what_std_writes() {
+        let cases: [(&str, u16); 6] = [
+            ("0.0.0.0", 0),
+            ("10.0.0.1", 8080),
+            ("255.255.255.255", 65535),
+            ("1.20.100.9", 7),
+            ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535),
+            ("::ffff:255.255.255.255", 1),
+        ];
+        for (text, port) in cases {
+            let ip: IpAddr = text.parse().expect("valid");
+            let expected = std::net::SocketAddr::new(ip, port).to_string();
+            assert_eq!(HostPort::new(&ip, port).as_str(), expected);
+        }
+    }
+
+    #[test]
+    fn host_ports_order_as_text() {
+        let at = |text: &str, port| HostPort::new(&text.parse().expect("valid"), port);
+        assert!(at("10.0.0.1", 80) < at("10.0.0.1", 8080));
+        assert!(at("10.0.0.10", 80) < at("10.0.0.2", 80));
     }
 }

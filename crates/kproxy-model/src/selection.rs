@@ -2,6 +2,7 @@
 //! which serve node-local traffic, with the fall-back to serving-terminating endpoints and
 //! topology hints.
 
+use crate::addr::HostPort;
 use crate::endpoint::Endpoint;
 use crate::service::ServicePort;
 use std::collections::BTreeMap;
@@ -71,9 +72,9 @@ pub fn select_endpoints<'a>(
         selection.all_reachable = selection.cluster.clone();
         return selection;
     }
-    let mut merged: BTreeMap<&str, &Endpoint> = BTreeMap::new();
+    let mut merged: BTreeMap<HostPort, &Endpoint> = BTreeMap::new();
     for ep in selection.cluster.iter().chain(selection.local.iter()) {
-        merged.insert(ep.addr.as_str(), ep);
+        merged.insert(ep.addr(), ep);
     }
     selection.all_reachable = merged.into_values().collect();
     selection
@@ -92,8 +93,8 @@ enum TopologyHint<'a> {
 impl TopologyHint<'_> {
     fn admits(&self, ep: &Endpoint) -> bool {
         match self {
-            TopologyHint::SameNode(node) => ep.node_hints.iter().any(|n| n == node),
-            TopologyHint::SameZone(zone) => ep.zone_hints.iter().any(|z| z == zone),
+            TopologyHint::SameNode(node) => ep.node_hints().iter().any(|n| n == node),
+            TopologyHint::SameZone(zone) => ep.zone_hints().iter().any(|z| z == zone),
         }
     }
 }
@@ -108,18 +109,18 @@ fn topology_hint<'a>(
     }
     let node = topology.node_name.as_str();
     if !node.is_empty()
-        && ready.iter().all(|ep| !ep.node_hints.is_empty())
+        && ready.iter().all(|ep| !ep.node_hints().is_empty())
         && ready
             .iter()
-            .any(|ep| ep.node_hints.iter().any(|n| n == node))
+            .any(|ep| ep.node_hints().iter().any(|n| n == node))
     {
         return Some(TopologyHint::SameNode(node));
     }
     let zone = topology.zone.as_deref()?;
-    if ready.iter().all(|ep| !ep.zone_hints.is_empty())
+    if ready.iter().all(|ep| !ep.zone_hints().is_empty())
         && ready
             .iter()
-            .any(|ep| ep.zone_hints.iter().any(|z| z == zone))
+            .any(|ep| ep.zone_hints().iter().any(|z| z == zone))
     {
         return Some(TopologyHint::SameZone(zone));
     }

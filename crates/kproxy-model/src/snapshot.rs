@@ -6,6 +6,8 @@ use crate::endpoint::{endpoints_of_service, Endpoint};
 use crate::service::{service_ports, ServicePort, ServicePortName};
 use crate::store::{ClusterStore, NamespacedName};
 use crate::warning::{ModelWarning, WarningSink};
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use std::sync::Arc;
 pub struct ServiceEntry {
     /// The port.
     pub service: ServicePort,
-    /// Its endpoints, sorted by `addr`.
+    /// Its endpoints, sorted by [`Endpoint::addr`].
     pub endpoints: Vec<Endpoint>,
 }
 
@@ -23,7 +25,7 @@ pub struct ServiceEntry {
 pub struct Snapshot {
     family: IpFamily,
     node_name: String,
-    entries: BTreeMap<ServicePortName, Arc<ServiceEntry>>,
+    entries: BTreeSet<ByName>,
     /// Endpoints of ports the Service does not (or no longer) declare; kept for conntrack
     /// cleanup and for modes that care.
     orphan_endpoints: BTreeMap<NamespacedName, usize>,
@@ -51,7 +53,7 @@ impl Snapshot {
         Snapshot {
             family,
             node_name: node_name.into(),
-            entries: BTreeMap::new(),
+            entries: BTreeSet::new(),
             orphan_endpoints: BTreeMap::new(),
         }
     }
@@ -98,9 +100,9 @@ impl Snapshot {
                 }
             }
             for (name, entry) in fresh {
-                if self.entries.get(&name).map(|e| e.as_ref()) != Some(&entry) {
-                    changes.changed.insert(name.clone());
-                    self.entries.insert(name, Arc::new(entry));
+                if self.entries.get(&name).map(|e| e.0.as_ref()) != Some(&entry) {
+                    changes.changed.insert(name);
+                    self.entries.replace(ByName(Arc::new(entry)));
                 }
             }
         }
@@ -162,17 +164,18 @@ impl Snapshot {
     ) -> impl Iterator<Item = (&'a ServicePortName, &'a Arc<ServiceEntry>)> + 'a {
         self.entries
             .range(port_range_start(key)..)
+            .map(ByName::pair)
             .take_while(move |(name, _)| &name.service == key)
     }
 
     /// Every service port, in name order.
     pub fn entries(&self) -> impl Iterator<Item = (&ServicePortName, &Arc<ServiceEntry>)> {
-        self.entries.iter()
+        self.entries.iter().map(ByName::pair)
     }
 
     /// One service port.
     pub fn entry(&self, name: &ServicePortName) -> Option<&Arc<ServiceEntry>> {
-        self.entries.get(name)
+        self.entries.get(name).map(|e| &e.0)
     }
 
     /// Number of service ports.
@@ -187,7 +190,48 @@ impl Snapshot {
 
     /// Total endpoints over all service ports (large-cluster mode threshold input).
     pub fn endpoint_count(&self) -> usize {
-        self.entries.values().map(|e| e.endpoints.len()).sum()
+        self.entries.iter().map(|e| e.0.endpoints.len()).sum()
+    }
+}
+
+/// A service port's entry, ordered and found by its port name: the snapshot's set keeps
+/// no second copy of each name as a map key.
+#[derive(Debug, Clone)]
+struct ByName(Arc<ServiceEntry>);
+
+impl ByName {
+    fn name(&self) -> &ServicePortName {
+        &self.0.service.name
+    }
+
+    fn pair(&self) -> (&ServicePortName, &Arc<ServiceEntry>) {
+        (self.name(), &self.0)
+    }
+}
+
+impl Borrow<ServicePortName> for ByName {
+    fn borrow(&self) -> &ServicePortName {
+        self.name()
+    }
+}
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for ByName {}
+
+impl PartialOrd for ByName {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByName {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.name().cmp(other.name())
     }
 }
 

@@ -61,10 +61,12 @@ pub struct StoreChanges {
 /// The latest Services, EndpointSlices and local Node, indexed by service.
 #[derive(Debug, Default, Clone)]
 pub struct ClusterStore {
-    /// The Services, without their name and namespace (the key has them).
-    services: BTreeMap<NamespacedName, SlimService>,
+    /// The Services, without their name and namespace (the key has them). Boxed as they
+    /// arrive: a B-tree node holds eleven slots, about half of them empty.
+    services: BTreeMap<NamespacedName, Box<SlimService>>,
     /// Each service's slices in name order: most services have one, so a small vector
-    /// (a B-tree leaf holds eleven entries inline).
+    /// (a B-tree leaf holds eleven entries inline). A slice keeps its name and trigger
+    /// time; its namespace and owner are in the keys.
     slices: HashMap<NamespacedName, Vec<SlimEndpointSlice>>,
     slice_owner: HashMap<NamespacedName, NamespacedName>,
     unowned_slices: BTreeSet<NamespacedName>,
@@ -110,7 +112,7 @@ impl ClusterStore {
                 if self.services.get(&key) != Some(&service) {
                     self.changes.service_changes += 1;
                     self.changes.services.insert(key.clone());
-                    self.services.insert(key, *service);
+                    self.services.insert(key, service);
                 }
             }
             KubeObject::EndpointSlice(slice) => self.upsert_slice(*slice),
@@ -127,16 +129,16 @@ impl ClusterStore {
     fn upsert_slice(&mut self, mut slice: SlimEndpointSlice) {
         let meta = &mut slice.metadata;
         meta.resource_version = None;
-        let key = NamespacedName::new(meta.namespace.clone(), meta.name.clone());
+        let key = NamespacedName::new(std::mem::take(&mut meta.namespace), meta.name.clone());
         let owner = meta
             .service_name
-            .clone()
+            .take()
             .map(|service| NamespacedName::new(key.namespace.clone(), service));
         self.share_node_names(&mut slice);
-        let unchanged = self
-            .slice_owner
-            .get(&key)
-            .and_then(|o| self.slices.get(o))
+        let unchanged = owner
+            .as_ref()
+            .filter(|owner| self.slice_owner.get(&key) == Some(*owner))
+            .and_then(|owner| self.slices.get(owner))
             .and_then(|slices| Some(&slices[find_slice(slices, &key.name).ok()?]))
             .is_some_and(|old| *old == slice);
         if unchanged {
@@ -150,6 +152,8 @@ impl ClusterStore {
                 self.changes.services.insert(owner.clone());
                 let slices = self.slices.entry(owner.clone()).or_default();
                 if let Err(index) = find_slice(slices, &key.name) {
+                    // Exactly: a growing vector starts with room for four slices.
+                    slices.reserve_exact(1);
                     slices.insert(index, slice);
                 }
                 self.slice_owner.insert(key, owner);
@@ -259,15 +263,16 @@ impl ClusterStore {
     /// The Service with this name. Its `metadata` name and namespace are empty: the store
     /// moved them into its key.
     pub fn service(&self, key: &NamespacedName) -> Option<&SlimService> {
-        self.services.get(key)
+        self.services.get(key).map(|service| &**service)
     }
 
     /// All Services, in namespace/name order.
     pub fn services(&self) -> impl Iterator<Item = (&NamespacedName, &SlimService)> {
-        self.services.iter()
+        self.services.iter().map(|(key, service)| (key, &**service))
     }
 
-    /// The EndpointSlices of a service, in slice-name order.
+    /// The EndpointSlices of a service, in slice-name order. Their `metadata` namespace and
+    /// service name are empty: the store moved them into its keys.
     pub fn slices_of(&self, service: &NamespacedName) -> impl Iterator<Item = &SlimEndpointSlice> {
         self.slices.get(service).into_iter().flat_map(|s| s.iter())
     }
@@ -292,4 +297,41 @@ impl ClusterStore {
 /// would go).
 fn find_slice(slices: &[SlimEndpointSlice], name: &str) -> Result<usize, usize> {
     slices.binary_search_by(|slice| slice.metadata.name.as_str().cmp(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slim::SliceMeta;
+
+    fn slice(service: &str) -> KubeObject {
+        KubeObject::EndpointSlice(Box::new(SlimEndpointSlice {
+            metadata: SliceMeta {
+                name: "web-abc".into(),
+                namespace: "ns".into(),
+                service_name: Some(service.into()),
+                ..SliceMeta::default()
+            },
+            ..SlimEndpointSlice::default()
+        }))
+    }
+
+    #[test]
+    fn a_slice_that_changes_its_service_moves() {
+        let mut store = ClusterStore::from_objects([slice("web")]);
+        store.take_changes();
+        store.apply(StoreEvent::Apply(slice("api")));
+        let (web, api) = (
+            NamespacedName::new("ns", "web"),
+            NamespacedName::new("ns", "api"),
+        );
+        assert_eq!(
+            store.take_changes().services,
+            BTreeSet::from([api.clone(), web.clone()])
+        );
+        assert_eq!(store.slices_of(&web).count(), 0);
+        assert_eq!(store.slices_of(&api).count(), 1);
+        store.apply(StoreEvent::Apply(slice("api")));
+        assert!(store.take_changes().services.is_empty());
+    }
 }

@@ -94,16 +94,16 @@ pub fn stale_flows(before: &PortsBefore, after: &Snapshot) -> BTreeSet<StaleFlow
             flows.insert(StaleFlows::ToServiceIp(old.service.cluster_ip));
             continue;
         };
-        let new_serving: BTreeSet<&str> = new
+        let new_serving: BTreeSet<(IpAddr, u16)> = new
             .endpoints
             .iter()
             .filter(|e| serving(e))
-            .map(|e| e.addr.as_str())
+            .map(|e| (e.ip, e.port))
             .collect();
         for gone in old
             .endpoints
             .iter()
-            .filter(|e| serving(e) && !new_serving.contains(e.addr.as_str()))
+            .filter(|e| serving(e) && !new_serving.contains(&(e.ip, e.port)))
         {
             for ip in service_ips(new) {
                 flows.insert(StaleFlows::ServiceIpToEndpoint(ip, gone.ip));

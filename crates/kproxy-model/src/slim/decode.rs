@@ -21,6 +21,18 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
+/// [`or_default`] for a list, kept without spare capacity: the store holds every
+/// Service's lists, and serde grows a list of one entry to room for four.
+pub(crate) fn list_or_default<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let mut list: Vec<T> = or_default(deserializer)?;
+    list.shrink_to_fit();
+    Ok(list)
+}
+
 /// An optional string kept as a shared `str` (node names repeat across endpoints, and the
 /// store hands out one copy of each).
 pub(crate) fn shared_str<'de, D>(deserializer: D) -> Result<Option<Arc<str>>, D::Error>

@@ -1,7 +1,7 @@
 //! A Service as kproxy keeps it: the fields some mode reads, decoded straight from the API
 //! server's JSON or a manifest.
 
-use super::decode::{or_default, IpText, ProtocolField};
+use super::decode::{list_or_default, or_default, IpText, ProtocolField};
 use serde::{Deserialize, Deserializer};
 
 /// A Service's metadata: its name and namespace, and the resource version the watcher
@@ -71,16 +71,16 @@ pub struct SlimServiceSpec {
     #[serde(default, rename = "clusterIP")]
     pub cluster_ip: Option<IpText>,
     /// `spec.clusterIPs`.
-    #[serde(default, rename = "clusterIPs", deserialize_with = "or_default")]
+    #[serde(default, rename = "clusterIPs", deserialize_with = "list_or_default")]
     pub cluster_ips: Vec<IpText>,
     /// `spec.ports`.
-    #[serde(default, deserialize_with = "or_default")]
+    #[serde(default, deserialize_with = "list_or_default")]
     pub ports: Vec<SlimServicePort>,
     /// `spec.externalIPs`.
-    #[serde(default, rename = "externalIPs", deserialize_with = "or_default")]
+    #[serde(default, rename = "externalIPs", deserialize_with = "list_or_default")]
     pub external_ips: Vec<IpText>,
     /// `spec.loadBalancerSourceRanges`, as written.
-    #[serde(default, deserialize_with = "or_default")]
+    #[serde(default, deserialize_with = "list_or_default")]
     pub load_balancer_source_ranges: Vec<String>,
     /// `spec.externalTrafficPolicy` is `Local`.
     #[serde(
@@ -186,8 +186,10 @@ fn ingress_of_status<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<LoadBalancerIngress>, D::Error> {
     let status = Option::<Status>::deserialize(deserializer)?;
-    Ok(status
+    let mut ingress = status
         .and_then(|s| s.load_balancer)
         .map(|lb| lb.ingress)
-        .unwrap_or_default())
+        .unwrap_or_default();
+    ingress.shrink_to_fit();
+    Ok(ingress)
 }

@@ -113,9 +113,10 @@ pub struct SlimEndpoint {
     /// `nodeName`.
     #[serde(default, deserialize_with = "shared_str")]
     pub node_name: Option<Arc<str>>,
-    /// `hints`; boxed because few endpoints have them.
+    /// `hints`; behind a pointer because few endpoints have them, shared with the
+    /// snapshots' endpoints.
     #[serde(default, deserialize_with = "hints")]
-    pub hints: Option<Box<Hints>>,
+    pub hints: Option<Arc<Hints>>,
 }
 
 /// `conditions`: unset ones are `None` (their defaults depend on each other).
@@ -156,7 +157,7 @@ struct NameField {
     name: String,
 }
 
-fn hints<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Box<Hints>>, D::Error> {
+fn hints<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Arc<Hints>>, D::Error> {
     let Some(fields) = Option::<HintsFields>::deserialize(deserializer)? else {
         return Ok(None);
     };
@@ -164,7 +165,7 @@ fn hints<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Box<Hints>
         return Ok(None);
     }
     let names = |list: Vec<NameField>| list.into_iter().map(|n| n.name).collect();
-    Ok(Some(Box::new(Hints {
+    Ok(Some(Arc::new(Hints {
         for_zones: names(fields.for_zones),
         for_nodes: names(fields.for_nodes),
     })))
