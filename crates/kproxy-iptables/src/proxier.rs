@@ -2,7 +2,7 @@
 //! services into `iptables-restore` input, remembering what it believes the kernel holds.
 
 use crate::chain_name::is_service_chain;
-use crate::restore_text::RestoreText;
+use crate::restore_text::{PortText, RestoreText};
 use crate::rule::RuleLine;
 use crate::service::{render_service, RenderContext, ServiceRules};
 use crate::settings::{
@@ -162,16 +162,7 @@ impl IptablesProxier {
             self.cache.remove(name);
         }
         self.render_changed(snapshot, changed, full, large_cluster);
-        let (filter_bytes, nat_bytes) = snapshot
-            .entries()
-            .filter_map(|(name, _)| self.cache.get(name))
-            .fold((0, 0), |(filter, nat), cached| {
-                (
-                    filter + cached.rules.filter_rules.len(),
-                    nat + cached.rules.dispatch_rules.len(),
-                )
-            });
-        let mut sections = Sections::with_capacity(filter_bytes, nat_bytes);
+        let mut sections = Sections::with_capacity(snapshot.len());
         let chunk_size = self
             .settings
             .max_services_per_restore
@@ -184,8 +175,7 @@ impl IptablesProxier {
             let Some(rules) = self.cache.get(name).map(|c| Arc::clone(&c.rules)) else {
                 continue;
             };
-            sections.filter_rules.push_str(&rules.filter_rules);
-            sections.nat_rules.push_str(&rules.dispatch_rules);
+            sections.every_port.push(Arc::clone(&rules));
             plan.nat_rules_written += rules.dispatch_rule_count;
             plan.no_local_internal += usize::from(rules.no_local_internal);
             plan.no_local_external += usize::from(rules.no_local_external);
@@ -554,8 +544,8 @@ fn port_range_start(service: &NamespacedName) -> ServicePortName {
 /// declarations and rules stay shared with the render cache.
 #[derive(Default)]
 struct Sections {
-    filter_rules: String,
-    nat_rules: String,
+    /// Every service port: their filter and dispatch rules are written on every sync.
+    every_port: Vec<Arc<ServiceRules>>,
     /// Service ports whose chains this restore declares and fills.
     ports: Vec<Arc<ServiceRules>>,
     fixed_nat_rules: usize,
@@ -563,10 +553,9 @@ struct Sections {
 }
 
 impl Sections {
-    fn with_capacity(filter_bytes: usize, nat_bytes: usize) -> Self {
+    fn with_capacity(ports: usize) -> Self {
         Sections {
-            filter_rules: String::with_capacity(filter_bytes),
-            nat_rules: String::with_capacity(nat_bytes),
+            every_port: Vec::with_capacity(ports),
             ..Sections::default()
         }
     }
@@ -581,7 +570,7 @@ impl Sections {
         push_chain_line(&mut head, "KUBE-MARK-MASQ");
         let mut out = RestoreText::from(head);
         let ports = std::mem::take(&mut self.ports);
-        out.push_declarations(ports.clone());
+        out.push_port_text(ports.clone().into(), PortText::Declarations);
         let mut mark_rule = String::new();
         RuleLine::append(&mut mark_rule, "KUBE-MARK-MASQ")
             .raw(&format!("-j MARK --or-mark {mark}"))
@@ -617,10 +606,14 @@ impl Sections {
                 .jump("DROP");
         }
         out.push_str(&filter_fixed);
-        self.filter_rule_count =
-            filter_fixed.matches('\n').count() + self.filter_rules.matches('\n').count();
+        let every_port: Arc<[Arc<ServiceRules>]> = std::mem::take(&mut self.every_port).into();
+        self.filter_rule_count = filter_fixed.matches('\n').count()
+            + every_port
+                .iter()
+                .map(|rules| rules.filter_rules.matches('\n').count())
+                .sum::<usize>();
         let mut restore = RestoreText::from(out);
-        restore.push_text(std::mem::take(&mut self.filter_rules));
+        restore.push_port_text(Arc::clone(&every_port), PortText::Filter);
         let mut out = String::with_capacity(4096);
         let mut forward = String::new();
         if !settings.conntrack_tcp_liberal {
@@ -657,7 +650,7 @@ impl Sections {
         }
         restore.push_text(out);
         let ports = std::mem::take(&mut self.ports);
-        restore.push_declarations(ports.clone());
+        restore.push_port_text(ports.clone().into(), PortText::Declarations);
         let mut out = String::with_capacity(4096);
         for chain in deleted {
             push_chain_line(&mut out, chain);
@@ -682,7 +675,7 @@ impl Sections {
             .end();
         out.push_str(&fixed);
         restore.push_text(out);
-        restore.push_text(std::mem::take(&mut self.nat_rules));
+        restore.push_port_text(every_port, PortText::Dispatch);
         for rules in &ports {
             restore.push_chain_rules(rules);
         }

@@ -16,23 +16,44 @@ const WRITE_BATCH: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
     Text(String),
-    /// The `:CHAIN - [0:0]` lines of these service ports' chains.
-    Declarations(Vec<Arc<ServiceRules>>),
+    /// One part of each of these service ports' cached rules, one port after the other.
+    Ports(Arc<[Arc<ServiceRules>]>, PortText),
     ChainRules(Arc<ServiceRules>),
 }
 
-/// Appends `:chain - [0:0]` for each chain of a service port.
-fn declare(rules: &ServiceRules, out: &mut Vec<u8>) {
-    for chain in rules.chains.iter() {
-        out.push(b':');
-        out.extend_from_slice(chain.as_bytes());
-        out.extend_from_slice(b" - [0:0]\n");
-    }
+/// Which part of a service port's cached rules a piece writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PortText {
+    /// `:CHAIN - [0:0]` for each of its nat chains.
+    Declarations,
+    /// Its filter-table rules.
+    Filter,
+    /// Its rules in `KUBE-SERVICES` and `KUBE-NODEPORTS`.
+    Dispatch,
 }
 
-/// Length of the lines [`declare`] writes.
-fn declared_len(rules: &ServiceRules) -> usize {
-    rules.chains.text_len() + 10 * rules.chains.len()
+impl PortText {
+    fn append(self, rules: &ServiceRules, out: &mut Vec<u8>) {
+        match self {
+            PortText::Declarations => {
+                for chain in rules.chains.iter() {
+                    out.push(b':');
+                    out.extend_from_slice(chain.as_bytes());
+                    out.extend_from_slice(b" - [0:0]\n");
+                }
+            }
+            PortText::Filter => out.extend_from_slice(rules.filter_rules.as_bytes()),
+            PortText::Dispatch => out.extend_from_slice(rules.dispatch_rules.as_bytes()),
+        }
+    }
+
+    fn len(self, rules: &ServiceRules) -> usize {
+        match self {
+            PortText::Declarations => rules.chains.text_len() + 10 * rules.chains.len(),
+            PortText::Filter => rules.filter_rules.len(),
+            PortText::Dispatch => rules.dispatch_rules.len(),
+        }
+    }
 }
 
 impl Piece {
@@ -45,9 +66,9 @@ impl Piece {
     ) -> io::Result<()> {
         match self {
             Piece::Text(text) => out.extend_from_slice(text.as_bytes()),
-            Piece::Declarations(ports) => {
-                for rules in ports {
-                    declare(rules, out);
+            Piece::Ports(ports, part) => {
+                for rules in ports.iter() {
+                    part.append(rules, out);
                     flush(out)?;
                 }
             }
@@ -77,13 +98,13 @@ impl RestoreText {
         }
     }
 
-    /// Appends the chain declarations of these service ports, written from their chain
-    /// names when the input is written.
-    pub(crate) fn push_declarations(&mut self, ports: Vec<Arc<ServiceRules>>) {
-        let len: usize = ports.iter().map(|rules| declared_len(rules)).sum();
+    /// Appends one part of these service ports' cached rules, written from the cache
+    /// when the input is written.
+    pub(crate) fn push_port_text(&mut self, ports: Arc<[Arc<ServiceRules>]>, part: PortText) {
+        let len: usize = ports.iter().map(|rules| part.len(rules)).sum();
         if len > 0 {
             self.len += len;
-            self.pieces.push(Piece::Declarations(ports));
+            self.pieces.push(Piece::Ports(ports, part));
         }
     }
 
@@ -192,8 +213,8 @@ mod tests {
             ..ServiceRules::default()
         });
         let mut restore = RestoreText::from("*nat\n".to_string());
-        restore.push_declarations(vec![Arc::clone(&rules)]);
-        restore.push_declarations(Vec::new());
+        restore.push_port_text(vec![Arc::clone(&rules)].into(), PortText::Declarations);
+        restore.push_port_text(Vec::new().into(), PortText::Dispatch);
         restore.push_chain_rules(&rules);
         restore.push_chain_rules(&Arc::new(ServiceRules::default()));
         restore.push_text("COMMIT\n".into());

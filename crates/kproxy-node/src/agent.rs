@@ -71,7 +71,7 @@ pub fn run_agent(args: AgentArgs) -> Result<(), AgentError> {
     let (config, warnings) = AgentConfig::load(&args)?;
     logging::set_verbosity(config.verbosity);
     warnings.iter().for_each(logging::warn);
-    crate::malloc_arenas::limit_malloc_arenas();
+    crate::allocator::tune_allocator();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

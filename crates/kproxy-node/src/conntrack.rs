@@ -55,23 +55,23 @@ impl StaleFlows {
 }
 
 /// The UDP service ports of the services about to be refreshed, as they were before.
-#[derive(Debug, Clone, Default)]
-pub struct PortsBefore {
-    services: BTreeSet<NamespacedName>,
+#[derive(Debug, Clone)]
+pub struct PortsBefore<'a> {
+    services: &'a BTreeSet<NamespacedName>,
     ports: BTreeMap<ServicePortName, Arc<ServiceEntry>>,
 }
 
 /// Copies the entries of the given services out of a snapshot (cheap: entries are shared).
-pub fn udp_ports_of(snapshot: &Snapshot, services: &BTreeSet<NamespacedName>) -> PortsBefore {
+pub fn udp_ports_of<'a>(
+    snapshot: &Snapshot,
+    services: &'a BTreeSet<NamespacedName>,
+) -> PortsBefore<'a> {
     let ports = snapshot
         .entries()
         .filter(|(name, _)| name.protocol == Protocol::Udp && services.contains(&name.service))
         .map(|(name, entry)| (name.clone(), Arc::clone(entry)))
         .collect();
-    PortsBefore {
-        services: services.clone(),
-        ports,
-    }
+    PortsBefore { services, ports }
 }
 
 fn serving(endpoint: &Endpoint) -> bool {

@@ -17,6 +17,7 @@
 //! - [`agent`]: the wiring, and the entry points [`run_agent`] and [`cleanup()`].
 
 pub mod agent;
+pub mod allocator;
 pub mod bounded_runner;
 pub mod chain_audit;
 pub mod cleanup;
@@ -33,7 +34,6 @@ pub mod iptables_mode;
 pub mod ipvs_mode;
 pub mod kernel;
 pub mod logging;
-pub mod malloc_arenas;
 pub mod metrics;
 pub mod mode;
 pub mod nftables_mode;
