@@ -327,9 +327,12 @@ impl IptablesProxier {
         }
         restore.push_str(&nat_rules);
         let mut restore = RestoreText::from(restore);
-        for (_, rules) in &pending.written {
-            restore.push_chain_rules(rules);
-        }
+        let written: Arc<[Arc<ServiceRules>]> = pending
+            .written
+            .iter()
+            .map(|(_, rules)| Arc::clone(rules))
+            .collect();
+        restore.push_port_text(written, PortText::ChainRules);
         let mut tail = String::new();
         for chain in &pending.deleted {
             tail.push_str("-X ");
@@ -569,16 +572,14 @@ impl Sections {
         head.push_str("*nat\n");
         push_chain_line(&mut head, "KUBE-MARK-MASQ");
         let mut out = RestoreText::from(head);
-        let ports = std::mem::take(&mut self.ports);
-        out.push_port_text(ports.clone().into(), PortText::Declarations);
+        let ports: Arc<[Arc<ServiceRules>]> = std::mem::take(&mut self.ports).into();
+        out.push_port_text(Arc::clone(&ports), PortText::Declarations);
         let mut mark_rule = String::new();
         RuleLine::append(&mut mark_rule, "KUBE-MARK-MASQ")
             .raw(&format!("-j MARK --or-mark {mark}"))
             .end();
         out.push_text(mark_rule);
-        for rules in &ports {
-            out.push_chain_rules(rules);
-        }
+        out.push_port_text(ports, PortText::ChainRules);
         out.push_text("COMMIT\n".to_string());
         out
     }
@@ -649,8 +650,8 @@ impl Sections {
             push_chain_line(&mut out, chain);
         }
         restore.push_text(out);
-        let ports = std::mem::take(&mut self.ports);
-        restore.push_port_text(ports.clone().into(), PortText::Declarations);
+        let ports: Arc<[Arc<ServiceRules>]> = std::mem::take(&mut self.ports).into();
+        restore.push_port_text(Arc::clone(&ports), PortText::Declarations);
         let mut out = String::with_capacity(4096);
         for chain in deleted {
             push_chain_line(&mut out, chain);
@@ -676,9 +677,7 @@ impl Sections {
         out.push_str(&fixed);
         restore.push_text(out);
         restore.push_port_text(every_port, PortText::Dispatch);
-        for rules in &ports {
-            restore.push_chain_rules(rules);
-        }
+        restore.push_port_text(ports, PortText::ChainRules);
         let mut tail = String::new();
         for chain in deleted {
             tail.push_str("-X ");

@@ -1,5 +1,5 @@
-//! `iptables-restore` input built from pieces: text of its own, and the chain rules of each
-//! service port shared with the render cache (where they are kept compressed). A full sync
+//! `iptables-restore` input built from pieces: text of its own, and parts of the service
+//! ports' rules shared with the render cache (chain rules kept compressed there). A full sync
 //! of a large cluster is then written to the pipe piece by piece, each service's rules
 //! decompressed as they are written, instead of being copied into one string first (at
 //! 10,000 services that copy, and the buffer it was assembled in, were 60 MB).
@@ -18,7 +18,6 @@ enum Piece {
     Text(String),
     /// One part of each of these service ports' cached rules, one port after the other.
     Ports(Arc<[Arc<ServiceRules>]>, PortText),
-    ChainRules(Arc<ServiceRules>),
 }
 
 /// Which part of a service port's cached rules a piece writes.
@@ -30,10 +29,12 @@ pub(crate) enum PortText {
     Filter,
     /// Its rules in `KUBE-SERVICES` and `KUBE-NODEPORTS`.
     Dispatch,
+    /// The rules of its nat chains (decompressed from the cache).
+    ChainRules,
 }
 
 impl PortText {
-    fn append(self, rules: &ServiceRules, out: &mut Vec<u8>) {
+    fn append(self, rules: &ServiceRules, out: &mut Vec<u8>) -> Result<(), CorruptText> {
         match self {
             PortText::Declarations => {
                 for chain in rules.chains.iter() {
@@ -44,7 +45,9 @@ impl PortText {
             }
             PortText::Filter => out.extend_from_slice(rules.filter_rules.as_bytes()),
             PortText::Dispatch => out.extend_from_slice(rules.dispatch_rules.as_bytes()),
+            PortText::ChainRules => rules.chain_rules.unpack_into(out)?,
         }
+        Ok(())
     }
 
     fn len(self, rules: &ServiceRules) -> usize {
@@ -52,6 +55,7 @@ impl PortText {
             PortText::Declarations => rules.chains.text_len() + 10 * rules.chains.len(),
             PortText::Filter => rules.filter_rules.len(),
             PortText::Dispatch => rules.dispatch_rules.len(),
+            PortText::ChainRules => rules.chain_rules.len(),
         }
     }
 }
@@ -68,14 +72,11 @@ impl Piece {
             Piece::Text(text) => out.extend_from_slice(text.as_bytes()),
             Piece::Ports(ports, part) => {
                 for rules in ports.iter() {
-                    part.append(rules, out);
+                    part.append(rules, out)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     flush(out)?;
                 }
             }
-            Piece::ChainRules(rules) => rules
-                .chain_rules
-                .unpack_into(out)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
         }
         flush(out)
     }
@@ -105,14 +106,6 @@ impl RestoreText {
         if len > 0 {
             self.len += len;
             self.pieces.push(Piece::Ports(ports, part));
-        }
-    }
-
-    /// Appends a service port's chain rules without copying them.
-    pub(crate) fn push_chain_rules(&mut self, rules: &Arc<ServiceRules>) {
-        if !rules.chain_rules.is_empty() {
-            self.len += rules.chain_rules.len();
-            self.pieces.push(Piece::ChainRules(Arc::clone(rules)));
         }
     }
 
@@ -215,8 +208,10 @@ mod tests {
         let mut restore = RestoreText::from("*nat\n".to_string());
         restore.push_port_text(vec![Arc::clone(&rules)].into(), PortText::Declarations);
         restore.push_port_text(Vec::new().into(), PortText::Dispatch);
-        restore.push_chain_rules(&rules);
-        restore.push_chain_rules(&Arc::new(ServiceRules::default()));
+        restore.push_port_text(
+            vec![rules, Arc::new(ServiceRules::default())].into(),
+            PortText::ChainRules,
+        );
         restore.push_text("COMMIT\n".into());
         let text = "*nat\n:KUBE-SVC-X - [0:0]\n-A KUBE-SVC-X -j KUBE-SEP-Y\nCOMMIT\n";
         assert_eq!(restore.to_string(), text);
@@ -243,11 +238,9 @@ mod tests {
             })
         };
         let mut restore = RestoreText::from("*nat\n".to_string());
-        for i in 0..100 {
-            restore.push_chain_rules(&chain(i));
-        }
+        restore.push_port_text((0..100).map(chain).collect(), PortText::ChainRules);
         restore.push_text("-A KUBE-SERVICES -j RETURN\n".repeat(5000));
-        restore.push_chain_rules(&chain(100));
+        restore.push_port_text(vec![chain(100)].into(), PortText::ChainRules);
         restore.push_text("COMMIT\n".into());
         let mut written = Vec::new();
         restore.write_to(&mut written).expect("writes");
