@@ -160,10 +160,10 @@ impl History {
     }
 
     /// The stored objects with keys in a range, in key order.
-    pub fn objects_in<'a>(
-        &'a self,
-        range: (Bound<&'a ObjectKey>, Bound<&'a ObjectKey>),
-    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Value)> {
+    pub fn objects_in(
+        &self,
+        range: (Bound<&ObjectKey>, Bound<&ObjectKey>),
+    ) -> std::collections::btree_map::Range<'_, ObjectKey, Value> {
         self.objects.range::<ObjectKey, _>(range)
     }
 

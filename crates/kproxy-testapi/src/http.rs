@@ -3,7 +3,7 @@
 
 use crate::filter::Filter;
 use crate::history::ObjectKey;
-use crate::page::{list_page, PageError};
+use crate::page::{list_page, Page, PageError};
 use crate::query::ListQuery;
 use crate::resource::{ResourcePath, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -114,41 +114,60 @@ fn request_filter(target: &ResourcePath, query: &ListQuery) -> Result<Filter, St
 }
 
 fn list(shared: &Shared, filter: &Filter, query: &ListQuery) -> Response<Body> {
-    let page = shared.read(|history| {
+    let resource = filter.resource;
+    // The page borrows the stored objects, so it is written out under the lock.
+    let body = shared.read(|history| {
         list_page(
             history,
             filter,
             query.limit,
             query.continue_token.as_deref(),
         )
+        .map(|page| list_body(resource, &page))
     });
-    let page = match page {
-        Ok(page) => page,
+    match body {
+        Ok(Ok(body)) => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)).boxed())
+            .unwrap_or_else(|_| internal_error()),
+        Ok(Err(_)) => internal_error(),
         Err(PageError::BadToken(message)) => {
-            return status(StatusCode::BAD_REQUEST, "BadRequest", &message)
+            status(StatusCode::BAD_REQUEST, "BadRequest", &message)
         }
         Err(PageError::Expired(expired)) => {
             let message = format!(
                 "the continue token's resourceVersion {} is older than {}; list again",
                 expired.requested, expired.oldest
             );
-            return status(StatusCode::GONE, "Expired", &message);
+            status(StatusCode::GONE, "Expired", &message)
         }
-    };
-    let mut metadata = json!({"resourceVersion": page.resource_version.to_string()});
-    if let Some(token) = page.continue_token {
-        metadata["continue"] = token.into();
     }
-    let resource = filter.resource;
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "kind": format!("{}List", resource.kind()),
-            "apiVersion": resource.api_version(),
-            "metadata": metadata,
-            "items": page.items,
-        }),
-    )
+}
+
+/// A page as the API server's `<Kind>List` document, written item by item (a list of ten
+/// thousand objects is served without copying them).
+fn list_body(resource: ResourceType, page: &Page<'_>) -> serde_json::Result<Vec<u8>> {
+    let mut metadata = json!({"resourceVersion": page.resource_version.to_string()});
+    if let Some(token) = &page.continue_token {
+        metadata["continue"] = token.as_str().into();
+    }
+    let mut body = Vec::new();
+    body.extend_from_slice(b"{\"kind\":");
+    serde_json::to_writer(&mut body, &format!("{}List", resource.kind()))?;
+    body.extend_from_slice(b",\"apiVersion\":");
+    serde_json::to_writer(&mut body, resource.api_version())?;
+    body.extend_from_slice(b",\"metadata\":");
+    serde_json::to_writer(&mut body, &metadata)?;
+    body.extend_from_slice(b",\"items\":[");
+    for (index, item) in page.items.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, item.as_ref())?;
+    }
+    body.extend_from_slice(b"]}");
+    Ok(body)
 }
 
 fn get_object(shared: &Shared, target: ResourcePath, name: String) -> Response<Body> {

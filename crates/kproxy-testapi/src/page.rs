@@ -6,15 +6,17 @@
 use crate::filter::Filter;
 use crate::history::{Expired, History, ObjectKey};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-/// One page of a list.
+/// One page of a list: the objects as they are now are borrowed from the history, the
+/// few shown as they were before a later change are owned.
 #[derive(Debug)]
-pub(crate) struct Page {
+pub(crate) struct Page<'a> {
     /// The objects, in key order.
-    pub items: Vec<Value>,
+    pub items: Vec<Cow<'a, Value>>,
     /// The resourceVersion the whole list shows.
     pub resource_version: u64,
     /// Where the next page starts, when there is one.
@@ -32,12 +34,12 @@ pub(crate) enum PageError {
 
 /// The page of objects matching `filter` after the token's position (from the start
 /// without one), at most `limit` of them (all without a limit).
-pub(crate) fn list_page(
-    history: &History,
+pub(crate) fn list_page<'a>(
+    history: &'a History,
     filter: &Filter,
     limit: Option<usize>,
     token: Option<&str>,
-) -> Result<Page, PageError> {
+) -> Result<Page<'a>, PageError> {
     let (version, after) = match token.filter(|t| !t.is_empty()) {
         None => (history.resource_version(), None),
         Some(token) => parse_token(token, filter)?,
@@ -55,25 +57,25 @@ pub(crate) fn list_page(
     let current = history
         .objects_in((lower, Bound::Unbounded))
         .take_while(|(key, _)| key.resource == filter.resource)
-        .map(|(key, value)| (key, Some(value)));
+        .map(|(key, value)| (Cow::Borrowed(key), Some(Cow::Borrowed(value))));
     let older = undone
         .range::<ObjectKey, _>((lower, Bound::Unbounded))
-        .map(|(key, value)| (key, value.as_ref()));
+        .map(|(key, value)| (Cow::Owned(key.clone()), value.clone().map(Cow::Owned)));
     let mut page = Page {
         items: Vec::new(),
         resource_version: version,
         continue_token: None,
     };
-    let mut last: Option<&ObjectKey> = None;
+    let mut last: Option<Cow<'a, ObjectKey>> = None;
     for (key, value) in merged(current, older) {
         let Some(value) = value.filter(|v| filter.matches(v)) else {
             continue;
         };
         if limit.is_some_and(|limit| page.items.len() >= limit) {
-            page.continue_token = last.map(|key| write_token(version, key));
+            page.continue_token = last.map(|key| write_token(version, &key));
             break;
         }
-        page.items.push(value.clone());
+        page.items.push(value);
         last = Some(key);
     }
     Ok(page)
@@ -98,10 +100,10 @@ fn objects_before(
 }
 
 /// Merges two key-ordered sequences; where both have a key, the second one's entry wins.
-fn merged<'a>(
-    first: impl Iterator<Item = (&'a ObjectKey, Option<&'a Value>)>,
-    second: impl Iterator<Item = (&'a ObjectKey, Option<&'a Value>)>,
-) -> impl Iterator<Item = (&'a ObjectKey, Option<&'a Value>)> {
+fn merged<K: Ord, V>(
+    first: impl Iterator<Item = (K, Option<V>)>,
+    second: impl Iterator<Item = (K, Option<V>)>,
+) -> impl Iterator<Item = (K, Option<V>)> {
     let mut first = first.peekable();
     let mut second = second.peekable();
     std::iter::from_fn(move || {
@@ -159,14 +161,14 @@ mod tests {
         }
     }
 
-    fn names(page: &Page) -> Vec<&str> {
+    fn names<'p>(page: &'p Page<'_>) -> Vec<&'p str> {
         page.items
             .iter()
             .filter_map(|o| o.pointer("/metadata/name").and_then(Value::as_str))
             .collect()
     }
 
-    fn page(history: &History, token: Option<&str>) -> Page {
+    fn page<'a>(history: &'a History, token: Option<&str>) -> Page<'a> {
         list_page(history, &filter(), Some(2), token).unwrap_or_else(|e| panic!("{e:?}"))
     }
 
@@ -179,6 +181,7 @@ mod tests {
         let first = page(&history, None);
         assert_eq!(names(&first), ["a", "b"]);
         let token = first.continue_token.clone().expect("more");
+        let first_version = first.resource_version;
         history.delete(&ObjectKey {
             resource: ResourceType::Services,
             namespace: "ns".into(),
@@ -187,7 +190,7 @@ mod tests {
         history.apply(service("cc")).expect("apply");
         let second = page(&history, Some(&token));
         assert_eq!(names(&second), ["c", "d"]);
-        assert_eq!(second.resource_version, first.resource_version);
+        assert_eq!(second.resource_version, first_version);
         let third = page(&history, second.continue_token.as_deref());
         assert_eq!(names(&third), ["e"]);
         assert_eq!(third.continue_token, None);
