@@ -4,6 +4,7 @@
 //! that table back. It dumps its state as text the tracer reads.
 
 use crate::canonical::CanonicalError;
+use crate::jumps::is_builtin_chain;
 use std::collections::BTreeMap;
 
 /// Targets that are not chains.
@@ -197,7 +198,8 @@ fn bad_line(index: usize, message: &str) -> FakeRestoreError {
     })
 }
 
-/// Applies one restore line to a table being built.
+/// Applies one restore line to a table being built. Built-in chains exist without being
+/// declared, as in the kernel.
 fn apply_line(table: &mut Table, line: &str) -> Result<(), String> {
     let find = |table: &mut Table, chain: &str| table.iter().position(|(c, _)| c == chain);
     if let Some(decl) = line.strip_prefix(':') {
@@ -211,6 +213,9 @@ fn apply_line(table: &mut Table, line: &str) -> Result<(), String> {
     let (op, rest) = line.split_at(line.find(' ').unwrap_or(line.len()));
     let rest = rest.trim_start();
     let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
+    if is_builtin_chain(chain) && find(table, chain).is_none() {
+        table.push((chain.to_string(), Vec::new()));
+    }
     let index = find(table, chain).ok_or_else(|| format!("no chain {chain}"))?;
     match op {
         "-A" => table[index].1.push(line.to_string()),

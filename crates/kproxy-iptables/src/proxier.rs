@@ -120,6 +120,15 @@ impl IptablesProxier {
         self.need_full_sync
     }
 
+    /// Whether a sync at `now` will be full: one is needed, or the full sync period has
+    /// passed since the last.
+    pub fn sync_at_is_full(&self, now: Instant) -> bool {
+        self.need_full_sync
+            || self
+                .last_full_sync
+                .is_none_or(|t| now.saturating_duration_since(t) > self.settings.full_sync_period)
+    }
+
     /// Number of partial restores that failed so far.
     pub fn partial_restore_failures(&self) -> u64 {
         self.partial_restore_failures
@@ -133,10 +142,7 @@ impl IptablesProxier {
         changed: &BTreeSet<NamespacedName>,
         now: Instant,
     ) -> SyncPlan {
-        let full = self.need_full_sync
-            || self
-                .last_full_sync
-                .is_none_or(|t| now.saturating_duration_since(t) > self.settings.full_sync_period);
+        let full = self.sync_at_is_full(now);
         let large_cluster = snapshot.endpoint_count() > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
         if !full && self.settings.incremental_dispatch {
             return self.sync_incremental(snapshot, changed, now, large_cluster);

@@ -1,17 +1,18 @@
 //! The iptables mode: one [`IptablesProxier`] per family, applied through the iptables
-//! tools with `--noflush`; jump rules and canary chains ensured before each full sync;
+//! tools with `--noflush`; jump rules and canary chains ensured (while the full sync
+//! renders) before each full sync the table stamps do not vouch for;
 //! kernel chains read once at start (and again only when node facts change the settings).
 //! Every sync period the canary chains, the fixed chains, the jump rules and every service
 //! chain written so far ([`WrittenChains`]) are checked; damage makes the next sync full.
 
 use crate::chain_audit::WrittenChains;
 use crate::config::{AgentConfig, DetectLocal, NodePortAddresses};
+use crate::iptables_jumps::{ensure_jumps, jump_args};
 use crate::kernel::{IptablesKernel, KernelError, TableStamp};
 use crate::mode::{FamilySync, ProxyMode, SyncInput, TableRules};
 use ipnet::IpNet;
 use kproxy_iptables::{
-    is_builtin_chain, is_verdict, jump_rules, mark_for_bit, IptablesProxier, IptablesSettings,
-    LocalDetector,
+    jump_rules, mark_for_bit, IptablesProxier, IptablesSettings, LocalDetector, SyncPlan,
 };
 use kproxy_model::{IpFamily, NamespacedName, NodeFacts, Snapshot};
 use std::collections::BTreeSet;
@@ -271,33 +272,6 @@ pub fn chains_in_save_output(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Makes sure the canary chains, the kube chains the jumps point at, and the jump rules
-/// at the top of the built-in chains exist.
-fn ensure_jumps(
-    kernel: &mut dyn IptablesKernel,
-    settings: &IptablesSettings,
-) -> Result<(), KernelError> {
-    for table in CANARY_TABLES {
-        kernel.ensure_chain(table, CANARY_CHAIN)?;
-    }
-    for jump in jump_rules(settings.family, settings.localhost_node_ports)
-        .iter()
-        .rev()
-    {
-        if !is_builtin_chain(jump.chain) {
-            kernel.ensure_chain(jump.table, jump.chain)?;
-        }
-        if !is_verdict(jump.target) {
-            kernel.ensure_chain(jump.table, jump.target)?;
-        }
-        let args = jump_args(jump);
-        if !kernel.has_rule(jump.table, jump.chain, &args)? {
-            kernel.insert_rule(jump.table, jump.chain, &args)?;
-        }
-    }
-    Ok(())
-}
-
 /// A check the kernel tools could not answer (the xtables lock held too long by another
 /// program, say) is not damage: it is logged and tried again at the next check, instead of
 /// starting a full sync that would need the same lock for much longer.
@@ -307,12 +281,6 @@ fn unchecked(family: IpFamily, what: &str, error: &KernelError) {
     ));
 }
 
-fn jump_args(jump: &kproxy_iptables::JumpRule) -> Vec<String> {
-    let mut args = crate::kernel::iptables::split_rule_args(&jump.matches);
-    args.extend(["-j".to_string(), jump.target.to_string()]);
-    args
-}
-
 impl FamilyState {
     fn sync(
         &mut self,
@@ -320,7 +288,13 @@ impl FamilyState {
         changed: &BTreeSet<NamespacedName>,
         now: Instant,
     ) -> FamilySync {
-        let plan = self.proxier.sync(snapshot, changed, now);
+        let stamps = self.stamps();
+        let trusted = stamps.is_some() && stamps == self.verified;
+        let (plan, mut result) = if !trusted && self.proxier.sync_at_is_full(now) {
+            self.render_ensuring_jumps(snapshot, changed, now)
+        } else {
+            (self.proxier.sync(snapshot, changed, now), Ok(()))
+        };
         let mut report = FamilySync {
             full: plan.full,
             nat: TableRules {
@@ -335,12 +309,6 @@ impl FamilyState {
             no_local_external: plan.no_local_external,
             ..FamilySync::default()
         };
-        let stamps = self.stamps();
-        let trusted = stamps.is_some() && stamps == self.verified;
-        let mut result = Ok(());
-        if plan.full && !trusted {
-            result = ensure_jumps(self.kernel.as_mut(), self.proxier.settings());
-        }
         for (index, chunk) in plan.chunks.iter().enumerate() {
             if result.is_err() {
                 break;
@@ -370,6 +338,27 @@ impl FamilyState {
         self.proxier.applied(report.ok);
         self.synced_once |= report.ok;
         report
+    }
+
+    /// Renders a full sync while another thread makes sure of the jumps (their tool runs
+    /// wait on processes, the render on the CPU).
+    fn render_ensuring_jumps(
+        &mut self,
+        snapshot: &Snapshot,
+        changed: &BTreeSet<NamespacedName>,
+        now: Instant,
+    ) -> (SyncPlan, Result<(), KernelError>) {
+        let settings = self.proxier.settings().clone();
+        let kernel = self.kernel.as_mut();
+        let proxier = &mut self.proxier;
+        std::thread::scope(|scope| {
+            let jumps = scope.spawn(move || ensure_jumps(kernel, &settings));
+            let plan = proxier.sync(snapshot, changed, now);
+            let result = jumps
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (plan, result)
+        })
     }
 
     fn check(&mut self) -> Vec<String> {

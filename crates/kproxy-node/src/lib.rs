@@ -30,6 +30,7 @@ pub mod flags;
 pub mod hcserver;
 pub mod healthz;
 pub mod http;
+pub mod iptables_jumps;
 pub mod iptables_mode;
 pub mod ipvs_mode;
 pub mod kernel;

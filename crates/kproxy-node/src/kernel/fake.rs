@@ -160,16 +160,17 @@ impl StampTool for FakeIptables {
 }
 
 impl RuleTool for FakeIptables {
-    fn ensure_chain(&mut self, table: &str, chain: &str) -> Result<(), KernelError> {
+    fn ensure_chain(&mut self, table: &str, chain: &str) -> Result<bool, KernelError> {
         let mut state = self.state();
-        if !state.kernel.has_chain(table, chain) {
-            let declare = format!("*{table}\n:{chain} - [0:0]\nCOMMIT\n");
-            state
-                .kernel
-                .restore(&declare)
-                .map_err(|e| Self::refused(e.to_string()))?;
+        if state.kernel.has_chain(table, chain) {
+            return Ok(false);
         }
-        Ok(())
+        let declare = format!("*{table}\n:{chain} - [0:0]\nCOMMIT\n");
+        state
+            .kernel
+            .restore(&declare)
+            .map_err(|e| Self::refused(e.to_string()))?;
+        Ok(true)
     }
 
     fn has_rule(&mut self, table: &str, chain: &str, rule: &[String]) -> Result<bool, KernelError> {
@@ -180,17 +181,6 @@ impl RuleTool for FakeIptables {
             .kernel
             .chain_rules(table, chain)
             .is_some_and(|rules| rules.contains(&text)))
-    }
-
-    fn insert_rule(
-        &mut self,
-        table: &str,
-        chain: &str,
-        rule: &[String],
-    ) -> Result<(), KernelError> {
-        let text = format!("-A {chain} {}", join_rule_args(rule));
-        self.state().kernel.insert_rule(table, &text);
-        Ok(())
     }
 
     fn list_chain(&mut self, table: &str, chain: &str) -> Result<Option<Vec<String>>, KernelError> {

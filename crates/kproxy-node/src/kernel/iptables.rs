@@ -58,13 +58,10 @@ pub trait SaveTool {
 
 /// `iptables`: single-chain and single-rule operations.
 pub trait RuleTool {
-    /// Creates a chain unless it exists.
-    fn ensure_chain(&mut self, table: &str, chain: &str) -> Result<(), KernelError>;
+    /// Creates a chain unless it exists; whether it was created.
+    fn ensure_chain(&mut self, table: &str, chain: &str) -> Result<bool, KernelError>;
     /// Whether a rule (match and target arguments, without the chain) exists.
     fn has_rule(&mut self, table: &str, chain: &str, rule: &[String]) -> Result<bool, KernelError>;
-    /// Inserts a rule at the top of a chain.
-    fn insert_rule(&mut self, table: &str, chain: &str, rule: &[String])
-        -> Result<(), KernelError>;
     /// The chain's rules in `-S` form, or `None` when the chain does not exist.
     fn list_chain(&mut self, table: &str, chain: &str) -> Result<Option<Vec<String>>, KernelError>;
 }
@@ -206,11 +203,13 @@ impl SaveTool for ExecIptables {
 }
 
 impl RuleTool for ExecIptables {
-    fn ensure_chain(&mut self, table: &str, chain: &str) -> Result<(), KernelError> {
+    fn ensure_chain(&mut self, table: &str, chain: &str) -> Result<bool, KernelError> {
         let args = Self::table_args(table, "-N", chain, &[]);
         let output = self.iptables(&args)?;
-        if output.success() || output.stderr.contains("exists") {
-            Ok(())
+        if output.success() {
+            Ok(true)
+        } else if output.stderr.contains("exists") {
+            Ok(false)
         } else {
             Err(KernelError::failed(&self.tools.iptables, &args, &output))
         }
@@ -228,21 +227,6 @@ impl RuleTool for ExecIptables {
                 Ok(false)
             }
             _ => Err(KernelError::failed(&self.tools.iptables, &args, &output)),
-        }
-    }
-
-    fn insert_rule(
-        &mut self,
-        table: &str,
-        chain: &str,
-        rule: &[String],
-    ) -> Result<(), KernelError> {
-        let args = Self::table_args(table, "-I", chain, rule);
-        let output = self.iptables(&args)?;
-        if output.success() {
-            Ok(())
-        } else {
-            Err(KernelError::failed(&self.tools.iptables, &args, &output))
         }
     }
 
