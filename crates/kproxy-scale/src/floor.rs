@@ -1,7 +1,9 @@
 //! The kernel's floor: how long the backend's iptables-restore alone takes to load the
 //! full ruleset kproxy renders for the cluster (`kproxy rules`) into an empty namespace, then
-//! one small `--noflush` change into that full table; and the full ruleset once more the way
-//! the agent restores it (`--noflush --counters`). In the nftables mode: `nft -f` of the
+//! one small `--noflush` change into that full table, and the same change once the built-in
+//! chains jump into the kube chains, as on a node (nf_tables then checks every chain
+//! reachable from a hook on each commit that adds a rule); and the full ruleset once more
+//! the way the agent restores it (`--noflush --counters`). In the nftables mode: `nft -f` of the
 //! mode's first batch (`kproxy rules --mode nftables`) into an empty namespace, then one
 //! small batch into that full table.
 
@@ -19,6 +21,17 @@ const SMALL_CHANGE: &str = "*nat\n\
 /// The nftables mode's small change: one new chain with one DNAT rule.
 const SMALL_NFT_CHANGE: &str = "add chain ip kube-proxy scale-floor\n\
     add rule ip kube-proxy scale-floor meta l4proto tcp dnat to 10.127.255.1:8080\n";
+/// The nat table's jumps from the built-in chains into the kube chains.
+const NAT_JUMPS: &str = "*nat\n\
+    -I PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+    -I OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+    -I POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n\
+    COMMIT\n";
+/// The small change once more, under another name.
+const SMALL_CHANGE_HOOKED: &str = "*nat\n\
+    :KUBE-SCALE-FLOOR-2 - [0:0]\n\
+    -A KUBE-SCALE-FLOOR-2 -p tcp -m tcp -j DNAT --to-destination 10.127.255.2:8080\n\
+    COMMIT\n";
 /// How long `kproxy rules` may take.
 const RENDER_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -36,6 +49,10 @@ pub struct Floor {
     /// One small `--noflush` restore into that full table.
     #[serde(serialize_with = "crate::report::optional_seconds")]
     pub small_change: Option<Duration>,
+    /// The same change once the built-in chains jump into the kube chains (iptables mode
+    /// only).
+    #[serde(serialize_with = "crate::report::optional_seconds")]
+    pub small_change_hooked: Option<Duration>,
     /// The full ruleset with `--noflush --counters`, as the agent restores it, into
     /// another empty namespace (iptables mode only).
     #[serde(serialize_with = "crate::report::optional_seconds")]
@@ -59,13 +76,16 @@ pub fn measure(
         timeout,
     };
     let plain = Netns::create(&format!("{netns_prefix}-1"))?;
-    let (full_restore, small_change) = plain.run_inside(|| {
+    let (full_restore, small_change, small_change_hooked) = plain.run_inside(|| {
         let full = restore.timed(&["-w", "5"], &ruleset)?;
-        let small = match full {
-            Some(_) => restore.timed(&["-w", "5", "--noflush"], SMALL_CHANGE.as_bytes())?,
-            None => None,
-        };
-        Ok::<_, String>((full, small))
+        if full.is_none() {
+            return Ok::<_, String>((None, None, None));
+        }
+        let noflush = ["-w", "5", "--noflush"];
+        let small = restore.timed(&noflush, SMALL_CHANGE.as_bytes())?;
+        restore.timed(&noflush, NAT_JUMPS.as_bytes())?;
+        let hooked = restore.timed(&noflush, SMALL_CHANGE_HOOKED.as_bytes())?;
+        Ok((full, small, hooked))
     })??;
     drop(plain);
     let agent_like = Netns::create(&format!("{netns_prefix}-2"))?;
@@ -76,6 +96,7 @@ pub fn measure(
         ruleset_lines: ruleset.iter().filter(|b| **b == b'\n').count() as u64,
         full_restore,
         small_change,
+        small_change_hooked,
         full_restore_noflush,
     })
 }
@@ -110,6 +131,7 @@ pub fn measure_nft(
         ruleset_lines: ruleset.iter().filter(|b| **b == b'\n').count() as u64,
         full_restore,
         small_change,
+        small_change_hooked: None,
         full_restore_noflush: None,
     })
 }

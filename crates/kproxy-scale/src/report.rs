@@ -209,13 +209,16 @@ impl fmt::Display for Report {
                     time(floor.full_restore, &limit),
                     time(floor.full_restore_noflush, &limit),
                 )?;
-                let small = match floor.full_restore {
-                    Some(_) => time(floor.small_change, &limit),
-                    None => "not run (no full table)".into(),
+                let (small, hooked) = match floor.full_restore {
+                    Some(_) => (
+                        time(floor.small_change, &limit),
+                        time(floor.small_change_hooked, &limit),
+                    ),
+                    None => ("not run (no full table)".into(), "not run".into()),
                 };
                 writeln!(
                     f,
-                    "  floor: one small --noflush change into the full table: {small}"
+                    "  floor: one small --noflush change into the full table: {small}; with the jumps from the built-in chains in place: {hooked}"
                 )?;
             }
             Err(e) => writeln!(f, "  floor                  not measured: {e}")?,
