@@ -98,6 +98,20 @@ impl IptablesProxier {
         self.stale = chains.into_iter().filter(|c| is_service_chain(c)).collect();
     }
 
+    /// Starts over with new settings (node facts changed), keeping what is known to be in
+    /// the kernel: every service chain this proxier wrote or found becomes a stale chain
+    /// that the next (full) sync deletes unless it still uses it. Nothing is read again.
+    pub fn change_settings(&mut self, settings: IptablesSettings) {
+        let mut stale = std::mem::take(&mut self.stale);
+        for rules in self.kernel.values() {
+            stale.extend(rules.chains.iter().map(str::to_string));
+        }
+        let partial_restore_failures = self.partial_restore_failures;
+        *self = IptablesProxier::new(settings);
+        self.stale = stale;
+        self.partial_restore_failures = partial_restore_failures;
+    }
+
     /// Makes the next sync a full one (after a node change, or on request).
     pub fn force_full_sync(&mut self) {
         self.need_full_sync = true;
@@ -451,12 +465,17 @@ impl IptablesProxier {
             for name in &pending.removed {
                 self.kernel.remove(name);
             }
-            for (name, rules) in pending.written {
-                self.kernel.insert(name, rules);
-            }
             self.stale.extend(pending.newly_stale);
             for chain in &pending.deleted {
                 self.stale.remove(chain);
+            }
+            // A chain found in the kernel at start (or kept from before a settings change)
+            // that a port has now written is in use, not stale.
+            for (name, rules) in pending.written {
+                for chain in rules.chains.iter() {
+                    self.stale.remove(chain);
+                }
+                self.kernel.insert(name, rules);
             }
             self.need_full_sync = false;
             self.nat_rules_total = pending.nat_rules_total;

@@ -1,6 +1,7 @@
 //! Incremental partial syncs (`-D`/`-I` in the dispatch chains) leave the kernel in the same
 //! state as a full sync would: random cluster changes are applied both ways to fake
-//! kernels and the results compared chain by chain.
+//! kernels and the results compared chain by chain, with settings changes and restarts
+//! (a new proxier told the kernel's chains) in between.
 
 use kproxy_iptables::fake::FakeKernel;
 use kproxy_iptables::{jump_rules, IptablesProxier, IptablesSettings, LocalDetector};
@@ -192,6 +193,17 @@ proptest! {
             snapshot.refresh(&store, &changed, &mut warnings);
             if step % 5 == 4 {
                 proxier.force_full_sync();
+            }
+            if step % 7 == 6 {
+                // As after a node change: what was written must be kept or cleaned up
+                // without reading the kernel again.
+                proxier.change_settings(settings(true));
+            }
+            if step % 11 == 10 {
+                // As after a restart: the new proxier learns the kernel's chains, and a
+                // partial sync later must not delete the ones the first sync reused.
+                proxier = IptablesProxier::new(settings(true));
+                proxier.set_kernel_chains(kernel.chains("nat"));
             }
             let plan = proxier.sync(&snapshot, &changed, Instant::now());
             let applied = apply(&mut kernel, &plan);

@@ -1,7 +1,8 @@
 //! The iptables mode: one [`IptablesProxier`] per family, applied through the iptables
 //! tools with `--noflush`; jump rules and canary chains ensured (while the full sync
 //! renders) before each full sync the table stamps do not vouch for;
-//! kernel chains read once at start (and again only when node facts change the settings).
+//! kernel chains read once at start (node facts that change the settings keep what is
+//! known).
 //! Every sync period the canary chains, the fixed chains, the jump rules and every service
 //! chain written so far ([`WrittenChains`]) are checked; damage makes the next sync full.
 
@@ -460,16 +461,7 @@ impl ProxyMode for IptablesMode {
                 state.proxier.invalidate();
                 continue;
             }
-            match new_proxier(settings, state.kernel.as_mut()) {
-                Ok(proxier) => state.proxier = proxier,
-                Err(e) => {
-                    crate::logging::warn(format!(
-                        "{:?}: re-reading nat chains after a node change: {e}; keeping the old settings",
-                        state.family
-                    ));
-                    state.proxier.invalidate();
-                }
-            }
+            state.proxier.change_settings(settings);
         }
     }
 
