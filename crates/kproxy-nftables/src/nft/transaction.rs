@@ -125,22 +125,18 @@ impl Transaction {
     }
 
     /// Moves every operation of `other` (same table) to the end of this one.
+    /// A written `other` makes this one written too.
     pub fn append(&mut self, other: &mut Transaction) {
-        if let Some(text) = other.text.as_mut() {
-            let lines = std::mem::take(text);
-            let written = std::mem::take(&mut other.written);
-            match &mut self.text {
-                Some(own) => {
-                    own.push_str(&lines);
-                    self.written += written;
-                }
-                None => {
-                    let mut typed = Transaction::new(self.family, self.table.clone());
-                    std::mem::swap(&mut typed.ops, &mut self.ops);
-                    self.text = Some(typed.render() + &lines);
-                    self.written = typed.len() + written;
-                }
+        if let Some(lines) = other.text.as_mut() {
+            if self.text.is_none() {
+                self.text = Some(self.render());
+                self.written = std::mem::take(&mut self.ops).len();
             }
+            if let Some(own) = &mut self.text {
+                own.push_str(lines);
+            }
+            lines.clear();
+            self.written += std::mem::take(&mut other.written);
         }
         for op in std::mem::take(&mut other.ops) {
             self.push(op);
@@ -366,5 +362,46 @@ add element ip kube-proxy no-endpoint-services { 172.30.0.46 . tcp . 80 comment 
 flush chain ip kube-proxy services\n";
         assert_eq!(tx.render(), expected);
         assert_eq!(tx.len(), 5);
+    }
+
+    #[test]
+    fn written_transactions_keep_the_same_text() {
+        let ops = || {
+            [
+                Operation::Add(Box::new(Object::Chain(Chain::regular("service-X")))),
+                Operation::Flush(Named::Chain("service-X".into())),
+                Operation::Add(Box::new(Object::Rule(Rule {
+                    chain: "service-X".into(),
+                    body: "ip daddr 10.0.0.1 jump mark-for-masquerade".into(),
+                    comment: Some("ns/svc".into()),
+                }))),
+            ]
+        };
+        let mut typed = Transaction::new(Family::Ip, "kube-proxy");
+        let mut written = Transaction::written(Family::Ip, "kube-proxy");
+        for op in ops() {
+            typed.push(op.clone());
+            written.push(op);
+        }
+        assert_eq!(written.render(), typed.render());
+        assert_eq!(written.len(), 3);
+        assert!(written.operations().is_empty());
+        assert!(written.empty_like().is_empty());
+
+        let mut joined = typed.clone();
+        joined.append(&mut written);
+        assert!(written.is_empty());
+        assert_eq!(joined.len(), 6);
+        assert_eq!(joined.render(), typed_text_times(2));
+        joined.append(&mut typed);
+        assert_eq!(joined.len(), 9);
+        assert_eq!(joined.render(), typed_text_times(3));
+    }
+
+    fn typed_text_times(n: usize) -> String {
+        "add chain ip kube-proxy service-X\n\
+flush chain ip kube-proxy service-X\n\
+add rule ip kube-proxy service-X ip daddr 10.0.0.1 jump mark-for-masquerade comment \"ns/svc\"\n"
+            .repeat(n)
     }
 }
