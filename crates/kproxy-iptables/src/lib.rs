@@ -8,7 +8,6 @@ pub mod chain_name;
 pub mod chain_names;
 pub mod fake;
 pub mod jumps;
-pub mod packed_text;
 pub mod probability;
 pub mod proxier;
 pub mod restore_text;

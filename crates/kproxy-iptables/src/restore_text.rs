@@ -4,8 +4,8 @@
 //! decompressed as they are written, instead of being copied into one string first (at
 //! 10,000 services that copy, and the buffer it was assembled in, were 60 MB).
 
-use crate::packed_text::CorruptText;
 use crate::service::ServiceRules;
+use kproxy_model::CorruptText;
 use std::fmt;
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -196,7 +196,7 @@ impl fmt::Display for RestoreText {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packed_text::PackedText;
+    use kproxy_model::PackedText;
 
     #[test]
     fn pieces_concatenate_to_the_input() {

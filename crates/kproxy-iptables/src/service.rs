@@ -4,10 +4,10 @@
 
 use crate::chain_name::{endpoint_chain, ServiceChains};
 use crate::chain_names::ChainNames;
-use crate::packed_text::PackedText;
 use crate::probability::probability;
 use crate::rule::RuleLine;
 use crate::settings::{IptablesSettings, LOCALHOST_NODEPORT_COUNTER};
+use kproxy_model::PackedText;
 use kproxy_model::{select_endpoints, Endpoint, IpFamily, ServiceEntry};
 use rustc_hash::FxHashMap;
 use std::net::IpAddr;

@@ -11,6 +11,7 @@ pub mod addr;
 pub mod endpoint;
 pub mod node;
 pub mod objects;
+pub mod packed_text;
 pub mod selection;
 pub mod service;
 pub mod slim;
@@ -24,6 +25,7 @@ pub use node::NodeFacts;
 pub use objects::{
     manifest_documents, parse_manifest, KubeObject, Manifest, ManifestError, ObjectKind, ObjectRef,
 };
+pub use packed_text::{CorruptText, PackedText};
 pub use selection::{select_endpoints, EndpointSelection, NodeTopology};
 pub use service::{IngressMode, Protocol, ServicePort, ServicePortName};
 pub use slim::TRIGGER_TIME_ANNOTATION;

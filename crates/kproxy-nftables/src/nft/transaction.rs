@@ -34,12 +34,17 @@ pub enum Operation {
     DeleteElement(Box<Element>),
 }
 
-/// Operations on one table, in order.
+/// Operations on one table, in order: kept typed, or (a transaction made with
+/// [`Transaction::written`]) rendered as each one is pushed, keeping only the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {
     family: Family,
     table: String,
     ops: Vec<Operation>,
+    /// The rendered operations of a written transaction.
+    text: Option<String>,
+    /// How many operations `text` holds.
+    written: usize,
 }
 
 impl Transaction {
@@ -49,6 +54,31 @@ impl Transaction {
             family,
             table: table.into(),
             ops: Vec::new(),
+            text: None,
+            written: 0,
+        }
+    }
+
+    /// An empty transaction on `family table` that renders each operation as it is
+    /// pushed and keeps only its `nft -f -` text (a large batch then holds no typed
+    /// objects): [`operations`](Self::operations) stays empty, [`len`](Self::len)
+    /// counts them.
+    pub fn written(family: Family, table: impl Into<String>) -> Transaction {
+        Transaction {
+            text: Some(String::new()),
+            ..Transaction::new(family, table)
+        }
+    }
+
+    /// An empty transaction of the same kind (typed or written) on the same table.
+    pub fn empty_like(&self) -> Transaction {
+        let empty = Transaction::new(self.family, self.table.clone());
+        match self.text {
+            Some(_) => Transaction {
+                text: Some(String::new()),
+                ..empty
+            },
+            None => empty,
         }
     }
 
@@ -64,32 +94,53 @@ impl Transaction {
 
     /// Appends any operation.
     pub fn push(&mut self, op: Operation) {
-        self.ops.push(op);
+        match &mut self.text {
+            Some(text) => {
+                render_op(self.family, &self.table, &op, text);
+                text.push('\n');
+                self.written += 1;
+            }
+            None => self.ops.push(op),
+        }
     }
 
     /// Appends `add`.
     pub fn add(&mut self, object: impl Into<Object>) {
-        self.ops.push(Operation::Add(Box::new(object.into())));
+        self.push(Operation::Add(Box::new(object.into())));
     }
 
     /// Appends `flush`.
     pub fn flush(&mut self, what: Named) {
-        self.ops.push(Operation::Flush(what));
+        self.push(Operation::Flush(what));
     }
 
     /// Appends `delete`.
     pub fn delete(&mut self, what: Named) {
-        self.ops.push(Operation::Delete(what));
+        self.push(Operation::Delete(what));
     }
 
     /// Appends `delete element`.
     pub fn delete_element(&mut self, element: Element) {
-        self.ops.push(Operation::DeleteElement(Box::new(element)));
+        self.push(Operation::DeleteElement(Box::new(element)));
     }
 
     /// Moves every operation of `other` (same table) to the end of this one.
+    /// A written `other` makes this one written too.
     pub fn append(&mut self, other: &mut Transaction) {
-        self.ops.append(&mut other.ops);
+        if let Some(lines) = other.text.as_mut() {
+            if self.text.is_none() {
+                self.text = Some(self.render());
+                self.written = std::mem::take(&mut self.ops).len();
+            }
+            if let Some(own) = &mut self.text {
+                own.push_str(lines);
+            }
+            lines.clear();
+            self.written += std::mem::take(&mut other.written);
+        }
+        for op in std::mem::take(&mut other.ops) {
+            self.push(op);
+        }
     }
 
     /// Makes room for `additional` more operations.
@@ -97,89 +148,94 @@ impl Transaction {
         self.ops.reserve_exact(additional);
     }
 
-    /// The operations.
+    /// The typed operations (none in a [`written`](Self::written) transaction).
     pub fn operations(&self) -> &[Operation] {
         &self.ops
     }
 
-    /// The operations, taken out.
+    /// The typed operations, taken out (none in a [`written`](Self::written)
+    /// transaction).
     pub fn into_operations(self) -> Vec<Operation> {
         self.ops
     }
 
     /// Number of operations (what upstream's tests count).
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.written + self.ops.len()
     }
 
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.len() == 0
     }
 
-    /// The `nft -f -` text, one operation per line.
+    /// The `nft -f -` text, one operation per line (a copy of a written transaction's
+    /// text).
     pub fn render(&self) -> String {
+        if let Some(text) = &self.text {
+            return text.clone();
+        }
         // About 115 bytes per operation in a full sync: one allocation, no regrowth.
         let mut out = String::with_capacity(self.ops.len() * 128);
         for op in &self.ops {
-            self.render_op(op, &mut out);
+            render_op(self.family, &self.table, op, &mut out);
             out.push('\n');
         }
         out
     }
+}
 
-    fn prefix(&self, verb: &str, kind: &str, out: &mut String) {
-        let _ = write!(out, "{verb} {kind} {} {}", self.family, self.table);
-    }
+fn prefix(family: Family, table: &str, verb: &str, kind: &str, out: &mut String) {
+    let _ = write!(out, "{verb} {kind} {family} {table}");
+}
 
-    fn render_op(&self, op: &Operation, out: &mut String) {
-        match op {
-            Operation::Add(object) => self.render_object("add", object, out),
-            Operation::Create(object) => self.render_object("create", object, out),
-            Operation::Flush(named) => self.render_named("flush", named, out),
-            Operation::Delete(named) => self.render_named("delete", named, out),
-            Operation::DeleteElement(e) => {
-                self.prefix("delete", "element", out);
-                let _ = write!(out, " {} {{ {} }}", e.container, e.key);
-            }
+fn render_op(family: Family, table: &str, op: &Operation, out: &mut String) {
+    match op {
+        Operation::Add(object) => render_object(family, table, "add", object, out),
+        Operation::Create(object) => render_object(family, table, "create", object, out),
+        Operation::Flush(named) => render_named(family, table, "flush", named, out),
+        Operation::Delete(named) => render_named(family, table, "delete", named, out),
+        Operation::DeleteElement(e) => {
+            prefix(family, table, "delete", "element", out);
+            let _ = write!(out, " {} {{ {} }}", e.container, e.key);
         }
     }
+}
 
-    fn render_named(&self, verb: &str, named: &Named, out: &mut String) {
-        let (kind, name) = match named {
-            Named::Table => ("table", None),
-            Named::Chain(name) => ("chain", Some(name)),
-            Named::Set(name) => ("set", Some(name)),
-            Named::Map(name) => ("map", Some(name)),
-        };
-        self.prefix(verb, kind, out);
-        if let Some(name) = name {
+fn render_named(family: Family, table: &str, verb: &str, named: &Named, out: &mut String) {
+    let (kind, name) = match named {
+        Named::Table => ("table", None),
+        Named::Chain(name) => ("chain", Some(name)),
+        Named::Set(name) => ("set", Some(name)),
+        Named::Map(name) => ("map", Some(name)),
+    };
+    prefix(family, table, verb, kind, out);
+    if let Some(name) = name {
+        out.push(' ');
+        out.push_str(name);
+    }
+}
+
+fn render_object(family: Family, table: &str, verb: &str, object: &Object, out: &mut String) {
+    prefix(family, table, verb, object.keyword(), out);
+    let _ = match object {
+        Object::Table(t) => write!(out, "{}", table_body(t)),
+        Object::Chain(c) => write!(out, " {}{}", c.name, chain_body(c)),
+        Object::Rule(r) => {
             out.push(' ');
-            out.push_str(name);
-        }
-    }
-
-    fn render_object(&self, verb: &str, object: &Object, out: &mut String) {
-        self.prefix(verb, object.keyword(), out);
-        let _ = match object {
-            Object::Table(t) => write!(out, "{}", table_body(t)),
-            Object::Chain(c) => write!(out, " {}{}", c.name, chain_body(c)),
-            Object::Rule(r) => {
-                out.push(' ');
-                out.push_str(&r.chain);
-                out.push(' ');
-                out.push_str(&r.body);
-                if let Some(c) = &r.comment {
-                    out.push_str(" comment ");
-                    out.push_str(&quote_comment(c));
-                }
-                Ok(())
+            out.push_str(&r.chain);
+            out.push(' ');
+            out.push_str(&r.body);
+            if let Some(c) = &r.comment {
+                out.push_str(" comment ");
+                out.push_str(&quote_comment(c));
             }
-            Object::Set(s) => write!(out, " {} {}", s.name, set_body(s)),
-            Object::Map(m) => write!(out, " {} {}", m.name, map_body(m)),
-            Object::Element(e) => write!(out, " {} {{ {} }}", e.container, element_text(e)),
-        };
-    }
+            Ok(())
+        }
+        Object::Set(s) => write!(out, " {} {}", s.name, set_body(s)),
+        Object::Map(m) => write!(out, " {} {}", m.name, map_body(m)),
+        Object::Element(e) => write!(out, " {} {{ {} }}", e.container, element_text(e)),
+    };
 }
 
 fn table_body(table: &Table) -> String {
@@ -306,5 +362,46 @@ add element ip kube-proxy no-endpoint-services { 172.30.0.46 . tcp . 80 comment 
 flush chain ip kube-proxy services\n";
         assert_eq!(tx.render(), expected);
         assert_eq!(tx.len(), 5);
+    }
+
+    #[test]
+    fn written_transactions_keep_the_same_text() {
+        let ops = || {
+            [
+                Operation::Add(Box::new(Object::Chain(Chain::regular("service-X")))),
+                Operation::Flush(Named::Chain("service-X".into())),
+                Operation::Add(Box::new(Object::Rule(Rule {
+                    chain: "service-X".into(),
+                    body: "ip daddr 10.0.0.1 jump mark-for-masquerade".into(),
+                    comment: Some("ns/svc".into()),
+                }))),
+            ]
+        };
+        let mut typed = Transaction::new(Family::Ip, "kube-proxy");
+        let mut written = Transaction::written(Family::Ip, "kube-proxy");
+        for op in ops() {
+            typed.push(op.clone());
+            written.push(op);
+        }
+        assert_eq!(written.render(), typed.render());
+        assert_eq!(written.len(), 3);
+        assert!(written.operations().is_empty());
+        assert!(written.empty_like().is_empty());
+
+        let mut joined = typed.clone();
+        joined.append(&mut written);
+        assert!(written.is_empty());
+        assert_eq!(joined.len(), 6);
+        assert_eq!(joined.render(), typed_text_times(2));
+        joined.append(&mut typed);
+        assert_eq!(joined.len(), 9);
+        assert_eq!(joined.render(), typed_text_times(3));
+    }
+
+    fn typed_text_times(n: usize) -> String {
+        "add chain ip kube-proxy service-X\n\
+flush chain ip kube-proxy service-X\n\
+add rule ip kube-proxy service-X ip daddr 10.0.0.1 jump mark-for-masquerade comment \"ns/svc\"\n"
+            .repeat(n)
     }
 }

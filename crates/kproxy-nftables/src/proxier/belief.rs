@@ -1,11 +1,13 @@
 //! What the proxier remembers of each service port once its objects are sent: the names
-//! of its chains (in one string) and sets and its elements (shared with the element
-//! book), not the rule text (a sync moves the rules into its transaction). Also the per-service counts behind the no-local-endpoints gauges,
-//! kept up to date port by port so no sync has to walk every service.
+//! of its chains (in one LZ4-compressed string: they repeat the port's name in every
+//! line) and sets and its elements (shared with the element book), not the rule text (a
+//! sync moves the rules into its transaction). Also the per-service counts behind the
+//! no-local-endpoints gauges, kept up to date port by port so no sync has to walk every
+//! service.
 
 use crate::nft::Element;
 use crate::render::ServiceObjects;
-use kproxy_model::NamespacedName;
+use kproxy_model::{NamespacedName, PackedText};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortBelief {
     /// Its chain names, service chains first, one per line.
-    chains: Box<str>,
+    chains: PackedText,
     /// Its `affinity-` sets.
     pub affinity_sets: Vec<String>,
     /// Its elements of the shared sets and maps.
@@ -28,12 +30,13 @@ impl PortBelief {
     /// The names and elements of freshly rendered objects.
     pub fn of(objects: &ServiceObjects) -> PortBelief {
         PortBelief {
-            chains: objects
-                .chains()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-                .into_boxed_str(),
+            chains: PackedText::pack(
+                &objects
+                    .chains()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
             affinity_sets: objects
                 .affinity_sets
                 .iter()
@@ -46,8 +49,20 @@ impl PortBelief {
     }
 
     /// Its chain names, service chains first.
-    pub fn chains(&self) -> impl Iterator<Item = &str> {
-        self.chains.split('\n').filter(|name| !name.is_empty())
+    pub fn chains(&self) -> ChainNames {
+        // Only a bug makes a block the proxier packed itself fail to unpack; the port's
+        // chains are then forgotten (a full sync still flushes what the kernel lists).
+        ChainNames(self.chains.unpack().unwrap_or_default())
+    }
+}
+
+/// One port's chain names, unpacked.
+pub struct ChainNames(String);
+
+impl ChainNames {
+    /// The names, service chains first.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split('\n').filter(|name| !name.is_empty())
     }
 }
 
@@ -103,6 +118,20 @@ impl NoLocalCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chain_names_come_back_in_order() {
+        let names: Vec<String> = std::iter::once("service-AAAAAAAA-ns/svc/tcp/p80".to_string())
+            .chain((0..10).map(|i| format!("endpoint-BBBBBBB{i}-ns/svc/tcp/p80__10.0.0.{i}/80")))
+            .collect();
+        let belief = PortBelief {
+            chains: PackedText::pack(&names.join("\n")),
+            ..PortBelief::default()
+        };
+        assert!(belief.chains.stored_len() < belief.chains.len());
+        assert_eq!(belief.chains().iter().collect::<Vec<_>>(), names);
+        assert_eq!(PortBelief::default().chains().iter().count(), 0);
+    }
 
     #[test]
     fn counts_services_not_ports() {

@@ -357,7 +357,8 @@ impl NftablesProxier {
             .map(|s| s.name.as_str())
             .collect();
         if let Some(old) = &old {
-            for chain in old.chains().filter(|c| !fresh_chains.contains(c)) {
+            let old_chains = old.chains();
+            for chain in old_chains.iter().filter(|c| !fresh_chains.contains(c)) {
                 w.flush_stale(chain);
                 self.stale.entry(chain.to_string()).or_insert(now);
             }
@@ -375,7 +376,7 @@ impl NftablesProxier {
         }
         if let Some(fresh) = fresh {
             let belief = PortBelief::of(&fresh);
-            for chain in belief.chains() {
+            for chain in belief.chains().iter() {
                 self.stale.remove(chain);
             }
             self.kernel_affinity_sets
@@ -460,8 +461,7 @@ impl NftablesProxier {
             KernelView::Unknown => self
                 .ports
                 .values()
-                .flat_map(PortBelief::chains)
-                .map(str::to_string)
+                .flat_map(|port| port.chains().iter().map(str::to_string).collect::<Vec<_>>())
                 .chain(self.stale.keys().cloned())
                 .chain(self.forgotten_chains.iter().cloned())
                 .collect(),
@@ -478,16 +478,20 @@ impl NftablesProxier {
         now: Instant,
         w: &mut SyncWriter<'_>,
     ) {
-        let active: BTreeSet<&str> = if known.is_empty() {
-            BTreeSet::new()
-        } else {
-            self.ports.values().flat_map(PortBelief::chains).collect()
-        };
-        self.stale
-            .retain(|name, _| known.contains(name) && !active.contains(name.as_str()));
-        for name in known.iter().filter(|n| !active.contains(n.as_str())) {
+        // Known chains no port uses, found port by port (one port's names unpacked at a
+        // time).
+        let mut unused: BTreeSet<&str> = known.iter().map(String::as_str).collect();
+        if !unused.is_empty() {
+            for port in self.ports.values() {
+                for name in port.chains().iter() {
+                    unused.remove(name);
+                }
+            }
+        }
+        self.stale.retain(|name, _| unused.contains(name.as_str()));
+        for name in unused {
             w.flush_stale(name);
-            self.stale.insert(name.clone(), now);
+            self.stale.insert(name.to_string(), now);
         }
         self.forgotten_chains.clear();
         let active_sets: BTreeSet<String> = self

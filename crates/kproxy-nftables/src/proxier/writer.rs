@@ -9,8 +9,9 @@ use crate::nft::{Chain, Element, Family, Named, Object, Operation, Set, Transact
 use crate::render::ChainContent;
 use std::collections::BTreeSet;
 
-/// Cuts a stream of operations into transactions of at most `limit` operations and hands
-/// each one to `send` as soon as it is full.
+/// Cuts a stream of operations into transactions of at most `limit` operations, each
+/// rendered as nft text as it is written (no typed objects are held), and hands each one
+/// to `send` as soon as it is full.
 pub(super) struct Batches<'a> {
     current: Transaction,
     limit: usize,
@@ -27,7 +28,7 @@ impl<'a> Batches<'a> {
         send: &'a mut dyn FnMut(Transaction),
     ) -> Batches<'a> {
         Batches {
-            current: Transaction::new(family, table),
+            current: Transaction::written(family, table),
             limit: limit.max(1),
             operations: 0,
             send,
@@ -45,7 +46,7 @@ impl<'a> Batches<'a> {
         if self.current.is_empty() {
             return;
         }
-        let empty = Transaction::new(self.current.family(), self.current.table());
+        let empty = self.current.empty_like();
         let batch = std::mem::replace(&mut self.current, empty);
         self.operations += batch.len();
         (self.send)(batch);

@@ -1,4 +1,5 @@
-//! Rendered rules kept LZ4-compressed in the render cache.
+//! Text kept LZ4-compressed between syncs: the iptables mode's rendered rules, the
+//! nftables mode's chain names.
 //!
 //! At 10,000 services × 10 endpoints the per-service chain rules are 32 MB of text that
 //! every full sync writes again. They are highly repetitive (the same matches, chain
@@ -36,7 +37,7 @@ pub struct CorruptText;
 
 impl fmt::Display for CorruptText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a packed rules block did not decompress")
+        f.write_str("a packed text block did not decompress")
     }
 }
 
