@@ -258,19 +258,10 @@ fn new_proxier(
     settings: IptablesSettings,
     kernel: &mut dyn IptablesKernel,
 ) -> Result<IptablesProxier, KernelError> {
-    let nat = kernel.save_table("nat")?;
+    let chains = kernel.chain_names("nat")?;
     let mut proxier = IptablesProxier::new(settings);
-    proxier.set_kernel_chains(chains_in_save_output(&nat));
+    proxier.set_kernel_chains(chains);
     Ok(proxier)
-}
-
-/// Chain names declared in `iptables-save` output.
-pub fn chains_in_save_output(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|line| line.strip_prefix(':'))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
 }
 
 /// A check the kernel tools could not answer (the xtables lock held too long by another

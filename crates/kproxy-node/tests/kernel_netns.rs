@@ -1,18 +1,21 @@
 //! The real iptables runner in a throwaway network namespace, for both backends: a full
 //! then a partial sync of a small cluster, the kernel's `iptables-save` checked for the
-//! service chains and jump rules, a flush detected and repaired, then `--cleanup`
+//! service chains and jump rules (and its nat chains listed as the agent lists them at start:
+//! over netlink on iptables-nft), a flush detected and repaired, then `--cleanup`
 //! removing everything. Needs root and the iptables tools; under `CI=true` a missing
 //! requirement fails the test instead of skipping it.
 
 mod support;
 
+use kproxy_iptables::is_builtin_chain;
 use kproxy_model::IpFamily;
 use kproxy_node::config::{DetectLocal, NodePortAddresses};
 use kproxy_node::hcserver::ServiceHealthServers;
 use kproxy_node::healthz::ProxierHealth;
 use kproxy_node::iptables_mode::{IptablesFamilyKernel, IptablesMode, IptablesModeSettings};
+use kproxy_node::kernel::iptables::chains_in_save_output;
 use kproxy_node::kernel::sysctl::{ensure_param, KernelParams, ProcSys, ROUTE_LOCALNET};
-use kproxy_node::kernel::{Backend, ExecIptables, IptablesTools};
+use kproxy_node::kernel::{Backend, ExecIptables, IptablesTools, SaveTool};
 use kproxy_node::metrics::Metrics;
 use kproxy_node::sync_loop::{AgentEvent, LoopTiming, SharedState, SyncLoop};
 use kproxy_node::AgentArgs;
@@ -98,6 +101,29 @@ fn run_backend(backend: Backend) {
     );
 
     let v4 = save(backend, "iptables");
+    for (family, text) in [
+        (IpFamily::V4, v4.as_str()),
+        (IpFamily::V6, &save(backend, "ip6tables")),
+    ] {
+        let mut kernel = ExecIptables::new(
+            IptablesTools::find(family, backend).expect("tools"),
+            Duration::from_secs(30),
+        );
+        // iptables-nft-save shows built-in chains that nf_tables does not have yet.
+        let user_chains = |names: Vec<String>| -> Vec<String> {
+            let mut names: Vec<String> =
+                names.into_iter().filter(|c| !is_builtin_chain(c)).collect();
+            names.sort();
+            names
+        };
+        let listed = user_chains(kernel.chain_names("nat").expect("chain names"));
+        let nat = text.split("*nat").nth(1).expect("a nat table");
+        let saved = user_chains(chains_in_save_output(
+            nat.split("COMMIT").next().unwrap_or_default(),
+        ));
+        assert!(listed.iter().any(|c| c.starts_with("KUBE-SVC-")) || family == IpFamily::V6);
+        assert_eq!(listed, saved, "{family:?} nat chains");
+    }
     for needle in [
         "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
         "-A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL",

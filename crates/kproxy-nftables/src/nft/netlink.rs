@@ -1,14 +1,24 @@
 //! Reading nf_tables state over netlink where the `nft` tool is too slow: `nft` fetches
 //! every chain and set of every table (and the elements of anonymous sets) before it
 //! lists even one chain, which takes seconds once the table holds 100,000 chains. A
-//! rule dump filtered by table and chain costs the kernel one hash lookup. The request
-//! and the reply classification are pure; [`chain_rule_count`] does the I/O.
+//! rule dump filtered by table and chain costs the kernel one hash lookup; a chain dump
+//! carries names only (iptables-nft's `iptables-save` parses every rule to list them). The
+//! requests and the reply classification are pure; [`chain_rule_count`] and
+//! [`table_chain_names`] do the I/O.
 
 use super::objects::Family;
 use kproxy_netlink::{Message, Socket, NLM_F_DUMP, NLM_F_REQUEST};
 
 /// `NFNL_SUBSYS_NFTABLES`.
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
+/// `NFT_MSG_NEWCHAIN`: a chain (also what a chain dump answers with).
+const NFT_MSG_NEWCHAIN: u16 = 3;
+/// `NFT_MSG_GETCHAIN`.
+const NFT_MSG_GETCHAIN: u16 = 4;
+/// `NFTA_CHAIN_TABLE`.
+const NFTA_CHAIN_TABLE: u16 = 1;
+/// `NFTA_CHAIN_NAME`.
+const NFTA_CHAIN_NAME: u16 = 3;
 /// `NFT_MSG_NEWRULE`: a rule (also what a rule dump answers with).
 const NFT_MSG_NEWRULE: u16 = 6;
 /// `NFT_MSG_GETRULE`.
@@ -71,6 +81,65 @@ pub fn chain_rule_count(
     }
 }
 
+/// The request dumping every chain of `family` (the kernel does not filter a chain dump by
+/// table).
+pub fn chain_dump_request(family: Family, seq: u32) -> Vec<u8> {
+    Message::nfnetlink(
+        nft_type(NFT_MSG_GETCHAIN),
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+        nfproto(family),
+    )
+    .finish()
+}
+
+/// The name of the chain a dump reply of type `ty` describes, when it is a chain of
+/// `table`.
+pub fn chain_of_table<'a>(
+    ty: u16,
+    attrs: &'a [u8],
+    table: &str,
+) -> Result<Option<&'a str>, kproxy_netlink::Error> {
+    if ty != nft_type(NFT_MSG_NEWCHAIN) {
+        return Ok(None);
+    }
+    let mut in_table = false;
+    let mut name = None;
+    for attr in kproxy_netlink::attrs(attrs)? {
+        match attr.ty {
+            NFTA_CHAIN_TABLE => in_table = attr.str()? == table,
+            NFTA_CHAIN_NAME => name = Some(attr.str()?),
+            _ => {}
+        }
+    }
+    Ok(name.filter(|_| in_table))
+}
+
+/// The names of the chains of `family table`, asked over a netlink socket in the calling
+/// thread's network namespace. A missing table has none.
+pub fn table_chain_names(
+    family: Family,
+    table: &str,
+) -> Result<Vec<String>, kproxy_netlink::Error> {
+    let mut socket = Socket::open(libc::NETLINK_NETFILTER)?;
+    let seq = socket.seq();
+    let mut names = Vec::new();
+    let mut malformed = None;
+    socket.dump(
+        &chain_dump_request(family, seq),
+        seq,
+        |ty, _, attrs| match chain_of_table(ty, attrs, table) {
+            Ok(Some(name)) => names.push(name.to_string()),
+            Ok(None) => {}
+            Err(e) => malformed = Some(e),
+        },
+    )?;
+    match malformed {
+        Some(e) => Err(e),
+        None => Ok(names),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +167,31 @@ mod tests {
             u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize,
             bytes.len()
         );
+    }
+
+    #[test]
+    fn chain_dump_replies_name_the_chains_of_one_table() {
+        let request = chain_dump_request(Family::Ip, 4);
+        assert_eq!(u16::from_ne_bytes([request[4], request[5]]), 0x0a04);
+        assert_eq!(&request[16..20], &[2, 0, 0, 0]);
+        let reply = |table: &str| {
+            let mut m = Message::nfnetlink(0x0a03, 0, 1, 2);
+            m.put_str(NFTA_CHAIN_TABLE, table)
+                .put_u32(2, 7)
+                .put_str(NFTA_CHAIN_NAME, "KUBE-SVC-X");
+            m.finish()[20..].to_vec()
+        };
+        let nat = reply("nat");
+        assert_eq!(
+            chain_of_table(0x0a03, &nat, "nat").ok(),
+            Some(Some("KUBE-SVC-X"))
+        );
+        assert_eq!(
+            chain_of_table(0x0a03, &reply("filter"), "nat").ok(),
+            Some(None)
+        );
+        assert_eq!(chain_of_table(0x0a06, &nat, "nat").ok(), Some(None));
+        assert!(chain_of_table(0x0a03, &[9, 0, 1, 0, 0, 0], "nat").is_err());
     }
 
     #[test]

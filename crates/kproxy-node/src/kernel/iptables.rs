@@ -5,6 +5,8 @@ use super::exec::{find_tool, run_tool, run_tool_with_input, InputWriter, KernelE
 use super::xt_stamp::{table_stamp, TableStamp};
 use kproxy_iptables::RestoreText;
 use kproxy_model::IpFamily;
+use kproxy_nftables::nft::netlink::table_chain_names;
+use kproxy_nftables::nft::Family;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,6 +56,20 @@ pub trait RestoreTool {
 pub trait SaveTool {
     /// The table in `iptables-save` format.
     fn save_table(&mut self, table: &str) -> Result<String, KernelError>;
+
+    /// The names of the table's chains; by default from [`SaveTool::save_table`].
+    fn chain_names(&mut self, table: &str) -> Result<Vec<String>, KernelError> {
+        Ok(chains_in_save_output(&self.save_table(table)?))
+    }
+}
+
+/// Chain names declared in `iptables-save` output.
+pub fn chains_in_save_output(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(':'))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
 }
 
 /// `iptables`: single-chain and single-rule operations.
@@ -191,6 +207,22 @@ impl RestoreTool for ExecIptables {
 }
 
 impl SaveTool for ExecIptables {
+    /// iptables-nft's chains are read with one netlink chain dump: `iptables-save` parses
+    /// every rule of the table to list them (3.5 s at 10,000 services). If the dump fails,
+    /// `iptables-save` it is.
+    fn chain_names(&mut self, table: &str) -> Result<Vec<String>, KernelError> {
+        if self.tools.backend == Backend::Nft {
+            let family = match self.tools.family {
+                IpFamily::V4 => Family::Ip,
+                IpFamily::V6 => Family::Ip6,
+            };
+            if let Ok(names) = table_chain_names(family, table) {
+                return Ok(names);
+            }
+        }
+        Ok(chains_in_save_output(&self.save_table(table)?))
+    }
+
     fn save_table(&mut self, table: &str) -> Result<String, KernelError> {
         let args = vec!["-t".to_string(), table.to_string()];
         let output = run_tool(&self.tools.save, &args, None, SHORT_TOOL_TIMEOUT)?;
