@@ -77,6 +77,28 @@ impl Socket {
         })
     }
 
+    /// Makes [`recv`](Self::recv) fail instead of waiting longer than `timeout` for a reply.
+    pub fn set_receive_timeout(&self, timeout: std::time::Duration) -> Result<()> {
+        let tv = libc::timeval {
+            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
+        };
+        // SAFETY: a timeval option value of the right size on a valid socket.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                std::ptr::addr_of!(tv).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(Error::last_os_error("set the netlink receive timeout"));
+        }
+        Ok(())
+    }
+
     /// The next sequence number.
     pub fn seq(&mut self) -> u32 {
         let s = self.next_seq;

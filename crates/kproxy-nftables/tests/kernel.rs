@@ -4,7 +4,9 @@
 
 use kproxy_model::{parse_manifest, ClusterStore, IpFamily, Snapshot, StoreEvent};
 use kproxy_nftables::nft::listing::parse_listing;
-use kproxy_nftables::nft::{Family, NftCommand, NftRunner};
+use kproxy_nftables::nft::{
+    wire, Family, NftCommand, NftError, NftRunner, TableState, Transaction,
+};
 use kproxy_nftables::trace::{Packet, Tracer};
 use kproxy_nftables::{LocalTrafficDetector, NftablesProxier, ProxierSettings};
 use std::path::PathBuf;
@@ -266,4 +268,246 @@ fn ipv6_full_sync_is_accepted_and_restart_reuses_kernel_state() {
     );
     kproxy_nftables::delete_tables(&mut nft, "kube-proxy").expect("cleanup");
     assert!(ns.list("ip6").is_err(), "table deleted");
+}
+
+/// Runs `work` on a thread inside network namespace `name`.
+fn in_netns<T: Send>(name: &str, work: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/var/run/netns/{name}");
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                use std::os::fd::AsRawFd;
+                // SAFETY: setns on a valid namespace descriptor, for this thread only.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns {path}");
+                work()
+            })
+            .join()
+            .expect("netns thread")
+    })
+}
+
+/// Applies what the netlink writer encodes over netlink in `ns`, the rest with `nft`,
+/// and counts both.
+struct WireFirst<'a> {
+    ns: &'a Netns,
+    nft: NftCommand,
+    over_netlink: usize,
+    through_nft: usize,
+}
+
+impl NftRunner for WireFirst<'_> {
+    fn run(&mut self, tx: &Transaction) -> Result<(), NftError> {
+        let applied = in_netns(&self.ns.name, || wire::apply(tx));
+        match applied {
+            Ok(true) => {
+                self.over_netlink += 1;
+                Ok(())
+            }
+            Ok(false) => {
+                self.through_nft += 1;
+                self.nft.run(tx)
+            }
+            Err(e) => panic!(
+                "the kernel refused a batch nft would apply: {e}\n{}",
+                tx.render()
+            ),
+        }
+    }
+
+    fn check(&mut self, tx: &Transaction) -> Result<(), NftError> {
+        self.nft.check(tx)
+    }
+
+    fn list_table(&mut self, family: Family, table: &str) -> Result<Option<TableState>, NftError> {
+        self.nft.list_table(family, table)
+    }
+}
+
+/// The table as the kernel holds it: every set's elements and every rule's expressions
+/// (`nft --debug=netlink`), then the listing. Elements of a set come in hash order, so
+/// they are sorted.
+fn kernel_view(ns: &Netns, family: &str) -> String {
+    let text = run(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.name,
+        "nft",
+        "--debug=netlink",
+        "list",
+        "table",
+        family,
+        "kube-proxy",
+    ])
+    .expect("table lists");
+    let mut view = String::new();
+    let mut elements: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("\telement ") {
+            elements.push(line);
+            continue;
+        }
+        elements.sort_unstable();
+        elements.drain(..).for_each(|e| view.extend([e, "\n"]));
+        view.extend([line, "\n"]);
+    }
+    view
+}
+
+const NEW_SERVICE: &str = "apiVersion: v1\nkind: Service\n\
+metadata: {name: svc9, namespace: ns9}\n\
+spec: {clusterIP: 172.30.0.49, ports: [{name: p80, port: 80, protocol: TCP}, {name: p53, port: 53, protocol: UDP}]}\n\
+---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+metadata: {name: svc9-1, namespace: ns9, labels: {kubernetes.io/service-name: svc9}}\n\
+addressType: IPv4\nendpoints: [{addresses: [10.180.9.1]}, {addresses: [10.180.9.2]}, {addresses: [10.180.9.3]}]\n\
+ports: [{name: p80, port: 80, protocol: TCP}, {name: p53, port: 53, protocol: UDP}]\n";
+
+const NEW_SERVICE_EMPTIED: &str = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+metadata: {name: svc9-1, namespace: ns9, labels: {kubernetes.io/service-name: svc9}}\n\
+addressType: IPv4\nendpoints: []\nports: [{name: p80, port: 80, protocol: TCP}, {name: p53, port: 53, protocol: UDP}]\n";
+
+const SVC1_V6_SLICE_MOVED: &str = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+metadata: {name: svc1-1, namespace: ns1, labels: {kubernetes.io/service-name: svc1}}\n\
+addressType: IPv6\nendpoints: [{addresses: [\"fd00:10:180::9\"]}, {addresses: [\"fd00:10:180::2:1\"], nodeName: test-node}]\n\
+ports: [{name: p80, port: 80, protocol: TCP}]\n";
+
+const NEW_V6_SERVICE: &str = "apiVersion: v1\nkind: Service\n\
+metadata: {name: svc9, namespace: ns9}\n\
+spec: {clusterIP: \"fd00:172:30::49\", ipFamilies: [IPv6], ports: [{name: p80, port: 80, protocol: TCP}]}\n\
+---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+metadata: {name: svc9-1, namespace: ns9, labels: {kubernetes.io/service-name: svc9}}\n\
+addressType: IPv6\nendpoints: [{addresses: [\"fd00:10:180::9:1\"]}, {addresses: [\"fd00:10:180::9:2\"]}]\n\
+ports: [{name: p80, port: 80, protocol: TCP}]\n";
+
+/// Runs the same syncs in two namespaces, one applying every batch with `nft`, the other
+/// over netlink where the writer encodes it, and compares the kernel's tables after each
+/// step. Returns how many batches went over netlink, and the final table.
+fn compare_partial_syncs(
+    tag: &str,
+    family: IpFamily,
+    case: &str,
+    steps: &[(&str, Option<&str>, u64)],
+) -> Option<(usize, String)> {
+    let by_nft = namespace(&format!("{tag}-nft"))?;
+    let by_wire = namespace(&format!("{tag}-wire"))?;
+    let table_family = match family {
+        IpFamily::V4 => "ip",
+        IpFamily::V6 => "ip6",
+    };
+    let yaml = case_file(case, "cluster.yaml");
+    let mut reference = (
+        Cluster::new(&yaml, family),
+        NftablesProxier::new(settings(family)).expect("settings"),
+        by_nft.nft(),
+    );
+    let mut tested = (
+        Cluster::new(&yaml, family),
+        NftablesProxier::new(settings(family)).expect("settings"),
+        WireFirst {
+            ns: &by_wire,
+            nft: by_wire.nft(),
+            over_netlink: 0,
+            through_nft: 0,
+        },
+    );
+    let start = Instant::now();
+    for (step, update, seconds) in steps {
+        let now = start + Duration::from_secs(*seconds);
+        let changes = update.map(|y| reference.0.apply(y)).unwrap_or_default();
+        reference
+            .1
+            .sync_with(&mut reference.2, &reference.0.snapshot, &changes, now)
+            .unwrap_or_else(|e| panic!("{step} with nft: {e}"));
+        let changes = update.map(|y| tested.0.apply(y)).unwrap_or_default();
+        tested
+            .1
+            .sync_with(&mut tested.2, &tested.0.snapshot, &changes, now)
+            .unwrap_or_else(|e| panic!("{step} over netlink: {e}"));
+        let wired = kernel_view(&by_wire, table_family);
+        let reference_view = kernel_view(&by_nft, table_family);
+        if let Some((line, a, b)) = wired
+            .lines()
+            .zip(reference_view.lines())
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| (i + 1, a, b))
+        {
+            panic!("after {step}, line {line}: over netlink `{a}`, with nft `{b}`");
+        }
+        assert_eq!(wired, reference_view, "after {step}");
+    }
+    Some((tested.2.over_netlink, kernel_view(&by_wire, table_family)))
+}
+
+#[test]
+fn partial_syncs_over_netlink_leave_the_kernel_as_nft_does() {
+    let steps = [
+        ("full sync", None, 0),
+        ("endpoint moved", Some(SVC1_SLICE_MOVED), 0),
+        ("service added", Some(NEW_SERVICE), 0),
+        ("endpoints gone", Some(NEW_SERVICE_EMPTIED), 0),
+        ("stale chains deleted", None, 2),
+        ("endpoints back", Some(NEW_SERVICE), 2),
+    ];
+    let Some((over_netlink, table)) =
+        compare_partial_syncs("v4", IpFamily::V4, "TestOverallNFTablesRules", &steps)
+    else {
+        return;
+    };
+    assert!(table.contains("dnat to 10.180.9.3:53"), "{table}");
+    assert!(
+        over_netlink >= 5,
+        "every partial sync and the stale-chain deletion went over netlink ({over_netlink})"
+    );
+}
+
+#[test]
+fn ipv6_partial_syncs_over_netlink_leave_the_kernel_as_nft_does() {
+    let steps = [
+        ("full sync", None, 0),
+        ("endpoint moved", Some(SVC1_V6_SLICE_MOVED), 0),
+        ("service added", Some(NEW_V6_SERVICE), 0),
+        ("stale chains deleted", None, 2),
+    ];
+    let Some((over_netlink, table)) =
+        compare_partial_syncs("v6", IpFamily::V6, "TestNodePorts/ipv6", &steps)
+    else {
+        return;
+    };
+    assert!(table.contains("dnat to [fd00:10:180::9:2]:80"), "{table}");
+    assert!(
+        over_netlink >= 2,
+        "partial syncs went over netlink ({over_netlink})"
+    );
+}
+
+#[test]
+fn a_batch_the_kernel_refuses_over_netlink_changes_nothing() {
+    let Some(ns) = namespace("refused") else {
+        return;
+    };
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.name,
+        "nft",
+        "add table ip kube-proxy ; add chain ip kube-proxy services",
+    ])
+    .expect("table created");
+    let mut tx = Transaction::new(Family::Ip, "kube-proxy");
+    tx.add(kproxy_nftables::nft::Chain::regular("endpoint-new"));
+    tx.add(kproxy_nftables::nft::Rule {
+        chain: "endpoint-missing".into(),
+        body: "ip saddr 10.0.0.1 jump services".into(),
+        comment: None,
+    });
+    match in_netns(&ns.name, || wire::apply(&tx)) {
+        Err(wire::WireError::Refused { what, .. }) => assert_eq!(what, "message 1"),
+        other => panic!("expected a refusal of the rule, got {other:?}"),
+    }
+    let listing = ns.list("ip").expect("table exists");
+    assert!(!listing.contains("endpoint-new"), "rolled back: {listing}");
 }

@@ -1,6 +1,7 @@
 //! A small, explicit nftables seam: typed objects, transactions rendered as `nft -f -`
 //! text, parsers for that text and for `nft list` output, an in-memory ruleset with the
-//! kernel's rules, the runners, and the one netlink read `nft` is too slow for.
+//! kernel's rules, the runners, the netlink reads `nft` is too slow for, and a netlink
+//! writer for small batches.
 
 pub mod listing;
 pub mod netlink;
@@ -10,6 +11,7 @@ pub mod runner;
 pub mod state;
 pub mod text;
 pub mod transaction;
+pub mod wire;
 
 pub use objects::{
     BaseChain, Chain, ChainType, Element, Family, Hook, Map, Object, Rule, Set, Table,

@@ -1,12 +1,15 @@
 //! The `nft` tool for the nftables mode: kproxy-nftables' [`NftRunner`] over the agent's
-//! tool runner (so a hung `nft` is killed after a deadline), plus the cheap probe the
+//! tool runner (so a hung `nft` is killed after a deadline), with small partial-sync
+//! batches written over netlink instead (kproxy-nftables' `wire`), plus the cheap probe the
 //! mode uses to notice that someone deleted or flushed its table: a netlink dump of one
 //! chain's rules, since `nft list chain` reads the whole table first (seconds at 10,000
 //! services).
 
 use super::exec::{find_tool, run_tool, KernelError};
+use crate::logging;
 use kproxy_nftables::nft::listing::parse_listing;
 use kproxy_nftables::nft::netlink::chain_rule_count;
+use kproxy_nftables::nft::wire;
 use kproxy_nftables::nft::{Family, TableState};
 use kproxy_nftables::{FakeNft, NftError, NftRunner, Transaction};
 use std::path::PathBuf;
@@ -88,9 +91,20 @@ impl ExecNft {
 }
 
 impl NftRunner for ExecNft {
+    /// Small batches in the forms partial syncs use go straight to the kernel over
+    /// netlink (`nft` would first read the whole table); the rest, and any batch the
+    /// kernel refuses there, go through `nft`.
     fn run(&mut self, tx: &Transaction) -> Result<(), NftError> {
         if tx.is_empty() {
             return Ok(());
+        }
+        match wire::apply(tx) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => logging::warn(format!(
+                "a {} operation batch was refused over netlink ({e}); applying it with nft",
+                tx.len()
+            )),
         }
         self.invoke(&["-f", "-"], Some(&tx.render())).map(drop)
     }
