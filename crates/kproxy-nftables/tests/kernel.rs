@@ -289,12 +289,11 @@ fn in_netns<T: Send>(name: &str, work: impl FnOnce() -> T + Send) -> T {
 }
 
 /// Applies what the netlink writer encodes over netlink in `ns`, the rest with `nft`,
-/// and counts both.
+/// and counts the batches that went over netlink.
 struct WireFirst<'a> {
     ns: &'a Netns,
     nft: NftCommand,
     over_netlink: usize,
-    through_nft: usize,
 }
 
 impl NftRunner for WireFirst<'_> {
@@ -305,10 +304,7 @@ impl NftRunner for WireFirst<'_> {
                 self.over_netlink += 1;
                 Ok(())
             }
-            Ok(false) => {
-                self.through_nft += 1;
-                self.nft.run(tx)
-            }
+            Ok(false) => self.nft.run(tx),
             Err(e) => panic!(
                 "the kernel refused a batch nft would apply: {e}\n{}",
                 tx.render()
@@ -409,7 +405,6 @@ fn compare_partial_syncs(
             ns: &by_wire,
             nft: by_wire.nft(),
             over_netlink: 0,
-            through_nft: 0,
         },
     );
     let start = Instant::now();
@@ -510,4 +505,84 @@ fn a_batch_the_kernel_refuses_over_netlink_changes_nothing() {
     }
     let listing = ns.list("ip").expect("table exists");
     assert!(!listing.contains("endpoint-new"), "rolled back: {listing}");
+}
+
+/// Every nftables conformance cluster (directories holding a `cluster.yaml`).
+fn conformance_clusters() -> Vec<String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance/nftables");
+    let mut cases = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)
+            .expect("conformance directory")
+            .flatten()
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.file_name().is_some_and(|n| n == "cluster.yaml") {
+                let case = dir.strip_prefix(&root).expect("under the root");
+                cases.push(case.display().to_string());
+            }
+        }
+    }
+    cases.sort();
+    cases
+}
+
+#[test]
+fn first_syncs_in_small_batches_over_netlink_leave_the_kernel_as_nft_does() {
+    let mut over_netlink = 0;
+    for case in conformance_clusters() {
+        let family = if case.contains("ipv6") {
+            IpFamily::V6
+        } else {
+            IpFamily::V4
+        };
+        let table_family = if family == IpFamily::V6 { "ip6" } else { "ip" };
+        let Some(by_nft) = namespace("full-nft") else {
+            return;
+        };
+        let Some(by_wire) = namespace("full-wire") else {
+            return;
+        };
+        let cluster = Cluster::new(&case_file(&case, "cluster.yaml"), family);
+        let mut reference = NftablesProxier::new(settings(family)).expect("settings");
+        let mut tested = NftablesProxier::new(settings(family)).expect("settings");
+        let mut nft = by_nft.nft();
+        let mut wire_first = WireFirst {
+            ns: &by_wire,
+            nft: by_wire.nft(),
+            over_netlink: 0,
+        };
+        let now = Instant::now();
+        let mut result = Ok(());
+        reference.send_main(&cluster.snapshot, &Default::default(), now, 25, &mut |tx| {
+            if result.is_ok() {
+                result = nft.run(&tx);
+            }
+        });
+        result.unwrap_or_else(|e| panic!("{case} with nft: {e}"));
+        let mut result = Ok(());
+        tested.send_main(&cluster.snapshot, &Default::default(), now, 25, &mut |tx| {
+            if result.is_ok() {
+                result = wire_first.run(&tx);
+            }
+        });
+        result.unwrap_or_else(|e| panic!("{case} over netlink: {e}"));
+        let wired = kernel_view(&by_wire, table_family);
+        let reference_view = kernel_view(&by_nft, table_family);
+        if let Some((line, a, b)) = wired
+            .lines()
+            .zip(reference_view.lines())
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| (i + 1, a, b))
+        {
+            panic!("{case}, line {line}: over netlink `{a}`, with nft `{b}`");
+        }
+        assert_eq!(wired, reference_view, "{case}");
+        over_netlink += wire_first.over_netlink;
+    }
+    assert!(over_netlink > 0, "service batches went over netlink");
 }

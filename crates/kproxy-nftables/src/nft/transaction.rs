@@ -169,6 +169,11 @@ impl Transaction {
         self.len() == 0
     }
 
+    /// A written transaction's text, without copying it (`None` for a typed one).
+    pub fn written_text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
     /// The `nft -f -` text, one operation per line (a copy of a written transaction's
     /// text).
     pub fn render(&self) -> String {

@@ -58,16 +58,20 @@ pub struct Batch {
     pub bytes: Vec<u8>,
     /// The batch-begin message's sequence number (a failed commit is reported on it).
     pub begin_seq: u32,
-    /// Sequence numbers of the messages that each get an acknowledgement.
-    pub acked: std::ops::Range<u32>,
+    /// The sequence number of the last operation's message, the only one acknowledged:
+    /// the kernel answers it after every error of the batch, and after a failed commit.
+    pub last_seq: u32,
 }
 
-/// Builds a batch on `family table` from sequence number `first_seq` on.
-struct Builder<'a> {
+/// Builds a batch on `family table`, one operation at a time.
+#[derive(Debug)]
+pub struct Builder<'a> {
     family: Family,
     table: &'a str,
     bytes: Vec<u8>,
+    begin_seq: u32,
     seq: u32,
+    last_message: Option<usize>,
     next_set_id: u32,
 }
 
@@ -75,18 +79,80 @@ fn nft_type(command: u16) -> u16 {
     (SUBSYS << 8) | command
 }
 
+/// The nfgenmsg of the batch delimiters: no family, resource id = the subsystem.
+const BATCH_HEADER: [u8; 4] = [0, 0, (SUBSYS >> 8) as u8, SUBSYS as u8];
+
 impl<'a> Builder<'a> {
+    /// An empty batch on `family table` whose messages are numbered from `first_seq` on.
+    pub fn new(family: Family, table: &'a str, first_seq: u32) -> Builder<'a> {
+        Builder::with_capacity(family, table, first_seq, 0)
+    }
+
+    /// [`new`](Self::new), with room for `bytes` of messages reserved once.
+    pub fn with_capacity(
+        family: Family,
+        table: &'a str,
+        first_seq: u32,
+        bytes: usize,
+    ) -> Builder<'a> {
+        let mut buffer = Vec::with_capacity(bytes);
+        buffer.extend(Message::new(BATCH_BEGIN, NLM_F_REQUEST, first_seq, BATCH_HEADER).finish());
+        Builder {
+            family,
+            table,
+            bytes: buffer,
+            begin_seq: first_seq,
+            seq: first_seq,
+            last_message: None,
+            next_set_id: 0,
+        }
+    }
+
+    /// Bytes so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether no operation was added.
+    pub fn is_empty(&self) -> bool {
+        self.last_message.is_none()
+    }
+
+    /// Adds one operation; `None` (and a builder to drop) when it is not one this writer
+    /// encodes.
+    pub fn add(&mut self, op: &Operation) -> Option<()> {
+        self.operation(op)
+    }
+
+    /// The finished batch: the last operation's message asks for an acknowledgement.
+    pub fn finish(mut self) -> Batch {
+        if let Some(at) = self.last_message {
+            let flags_at = at + 6;
+            let flags = u16::from_ne_bytes([self.bytes[flags_at], self.bytes[flags_at + 1]]);
+            self.bytes[flags_at..flags_at + 2].copy_from_slice(&(flags | NLM_F_ACK).to_ne_bytes());
+        }
+        let end_seq = self.seq.wrapping_add(1);
+        let end = Message::new(BATCH_END, NLM_F_REQUEST, end_seq, BATCH_HEADER);
+        self.bytes.extend(end.finish());
+        Batch {
+            bytes: self.bytes,
+            begin_seq: self.begin_seq,
+            last_seq: self.seq,
+        }
+    }
+
     fn message(&mut self, command: u16, extra_flags: u16) -> Message {
         self.seq = self.seq.wrapping_add(1);
         Message::nfnetlink(
             nft_type(command),
-            NLM_F_REQUEST | NLM_F_ACK | extra_flags,
+            NLM_F_REQUEST | extra_flags,
             self.seq,
             nfproto(self.family),
         )
     }
 
     fn push(&mut self, message: Message) {
+        self.last_message = Some(self.bytes.len());
         self.bytes.extend(message.finish());
     }
 
@@ -102,8 +168,8 @@ impl<'a> Builder<'a> {
                 Object::Chain(chain) if chain.base.is_none() && chain.comment.is_none() => {
                     self.chain_message(NEWCHAIN, NLM_F_CREATE, 3, &chain.name);
                 }
-                Object::Rule(rule) if rule.comment.is_none() => {
-                    self.rule(&rule.chain, &rule.body)?;
+                Object::Rule(rule) => {
+                    self.rule(&rule.chain, &rule.body, rule.comment.as_deref())?
                 }
                 Object::Element(element) => self.element(NEWSETELEM, NLM_F_CREATE, element)?,
                 _ => return None,
@@ -116,8 +182,12 @@ impl<'a> Builder<'a> {
         Some(())
     }
 
-    fn rule(&mut self, chain: &str, body: &str) -> Option<()> {
+    fn rule(&mut self, chain: &str, body: &str, comment: Option<&str>) -> Option<()> {
         let parsed = parse_rule(self.family, body)?;
+        let comment = match comment {
+            None => None,
+            Some(text) => Some(comment_userdata(text)?),
+        };
         let mut exprs = parsed.matches;
         match parsed.action {
             Action::Verdict(verdict) => exprs.push(Expr::Verdict(verdict)),
@@ -140,6 +210,9 @@ impl<'a> Builder<'a> {
             expr.put(&mut m);
         }
         m.end_nest();
+        if let Some(userdata) = comment {
+            m.put(7, &userdata);
+        }
         self.push(m);
         Some(())
     }
@@ -199,8 +272,9 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// An element comment as `nft` stores it (`NFTNL_UDATA_SET_ELEM_COMMENT`: type 0, length,
-/// the text and its NUL), for the plain comments kproxy writes.
+/// A rule or element comment as `nft` stores it (`NFTNL_UDATA_RULE_COMMENT` /
+/// `NFTNL_UDATA_SET_ELEM_COMMENT`: type 0, length, the text and its NUL), for the plain
+/// comments kproxy writes.
 fn comment_userdata(text: &str) -> Option<Vec<u8>> {
     let plain = text.len() < 128 && !text.contains(['"', '\\']) && !text.contains(char::is_control);
     let len = u8::try_from(text.len() + 1).ok().filter(|_| plain)?;
@@ -266,36 +340,11 @@ fn element_value(text: &str) -> Option<Verdict> {
 /// Encodes `ops` on `family table` as one batch, sequence numbers from `first_seq` on;
 /// `None` when an operation is not one this writer knows.
 pub fn encode(family: Family, table: &str, ops: &[Operation], first_seq: u32) -> Option<Batch> {
-    let begin = Message::new(
-        BATCH_BEGIN,
-        NLM_F_REQUEST,
-        first_seq,
-        [0, 0, (SUBSYS >> 8) as u8, SUBSYS as u8],
-    );
-    let mut builder = Builder {
-        family,
-        table,
-        bytes: begin.finish(),
-        seq: first_seq,
-        next_set_id: 0,
-    };
+    let mut builder = Builder::new(family, table, first_seq);
     for op in ops {
-        builder.operation(op)?;
+        builder.add(op)?;
     }
-    let acked = first_seq.wrapping_add(1)..builder.seq.wrapping_add(1);
-    let end_seq = builder.seq.wrapping_add(1);
-    let end = Message::new(
-        BATCH_END,
-        NLM_F_REQUEST,
-        end_seq,
-        [0, 0, (SUBSYS >> 8) as u8, SUBSYS as u8],
-    );
-    builder.bytes.extend(end.finish());
-    Some(Batch {
-        bytes: builder.bytes,
-        begin_seq: first_seq,
-        acked,
-    })
+    Some(builder.finish())
 }
 
 #[cfg(test)]
@@ -355,11 +404,13 @@ mod tests {
             [16, 0x0a03, 0x0a08, 0x0a06, 0x0a09, 0x0a0c, 0x0a06, 0x0a05, 17],
             "begin, chain, flush, rule, numgen map and its elements, rule, delete, end"
         );
-        assert_eq!(batch.begin_seq, 100);
-        assert_eq!(batch.acked, 101..108);
-        assert!(sent[1..8]
-            .iter()
-            .all(|m| m.1 & (NLM_F_REQUEST | NLM_F_ACK) == NLM_F_REQUEST | NLM_F_ACK));
+        assert_eq!((batch.begin_seq, batch.last_seq), (100, 107));
+        let acked: Vec<bool> = sent.iter().map(|m| m.1 & NLM_F_ACK != 0).collect();
+        assert_eq!(
+            acked,
+            [false, false, false, false, false, false, false, true, false],
+            "only the last operation is acknowledged"
+        );
         assert_eq!(
             sent[3].1 & (NLM_F_CREATE | NLM_F_APPEND),
             NLM_F_CREATE | NLM_F_APPEND
@@ -413,10 +464,7 @@ mod tests {
             Operation::Add(Box::new(Object::Chain(based))),
             Operation::Delete(Named::Table),
             Operation::Flush(Named::Set("cluster-ips".into())),
-            rule(
-                "external-x",
-                "fib saddr type local jump mark-for-masquerade",
-            ),
+            rule("external-x", "iifname \"eth0\" goto service-x"),
             element("affinity-x", "goto a"),
             element("service-ips", "goto \"a\""),
             element("service-ips", "reject"),

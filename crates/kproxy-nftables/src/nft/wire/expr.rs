@@ -92,6 +92,8 @@ pub enum Expr {
     },
     /// `meta l4proto` into register 1.
     MetaL4proto,
+    /// `fib saddr type`: the route type of the source address into register 1.
+    FibSaddrType,
     /// Load `data` into register `reg`.
     Value {
         /// The register.
@@ -120,6 +122,13 @@ pub enum Expr {
     },
 }
 
+/// `NFT_FIB_RESULT_ADDRTYPE`.
+const FIB_RESULT_ADDRTYPE: u32 = 3;
+/// `NFTA_FIB_F_SADDR`.
+const FIB_F_SADDR: u32 = 1;
+/// `RTN_LOCAL`, as `fib ... type local` compares it (host byte order, 4 bytes).
+pub const RTN_LOCAL: [u8; 4] = 2u32.to_ne_bytes();
+
 /// `NF_NAT_RANGE_PROTO_SPECIFIED`: `nft` sets it when a port is given.
 const NAT_PROTO_SPECIFIED: u32 = 0x2;
 
@@ -141,6 +150,7 @@ impl Expr {
             Expr::Mask(_) => "bitwise",
             Expr::Cmp { .. } => "cmp",
             Expr::MetaL4proto => "meta",
+            Expr::FibSaddrType => "fib",
             Expr::Value { .. } | Expr::Verdict(_) => "immediate",
             Expr::Dnat { .. } => "nat",
             Expr::Numgen { .. } => "numgen",
@@ -181,6 +191,11 @@ impl Expr {
             Expr::MetaL4proto => {
                 put_be32(m, 1, REG_1);
                 put_be32(m, 2, 16);
+            }
+            Expr::FibSaddrType => {
+                put_be32(m, 1, REG_1);
+                put_be32(m, 2, FIB_RESULT_ADDRTYPE);
+                put_be32(m, 3, FIB_F_SADDR);
             }
             Expr::Value { reg, data } => {
                 put_be32(m, 1, *reg);

@@ -4,27 +4,35 @@
 //! cache, so a partial sync whose operations are all in the forms this module encodes
 //! (regular chains added, flushed and deleted; the service and endpoint chains' rules;
 //! elements of the fixed sets and maps) goes to the kernel as one nfnetlink batch,
-//! the same messages `nft` would send. Anything else, and any batch larger than
-//! [`MAX_BATCH_BYTES`], is left to `nft`.
+//! the same messages `nft` would send; so do the first sync's batches once its fixed
+//! objects are in. Anything else, and any batch larger than [`MAX_BATCH_BYTES`], is left
+//! to `nft`.
 
 mod batch;
 mod expr;
 mod rule;
 
-pub use batch::{encode, Batch};
+pub use batch::{encode, Batch, Builder};
 
 use super::parse::parse_commands;
 use super::Transaction;
 use kproxy_netlink::{replies, Reply, Socket};
-use std::borrow::Cow;
 use std::time::Duration;
 
-/// The largest batch written over netlink: well inside the socket's default send buffer.
-pub const MAX_BATCH_BYTES: usize = 128 * 1024;
-/// Operations above which a transaction is not even looked at (a full sync's batches).
-const MAX_OPERATIONS: usize = 2_000;
+/// The largest batch written over netlink (the socket's send buffer is sized to it).
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Operations above which a transaction is not even looked at (a full sync over an
+/// existing table goes in one transaction of every operation).
+const MAX_OPERATIONS: usize = 50_000;
 /// How long to wait for the kernel's answers, which it queues before `send` returns.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// About how many bytes a message takes per byte of its `nft` text (rules carry their
+/// table and chain names and a nest per expression), to size a batch's buffer once.
+const ENCODED_BYTES_PER_TEXT_BYTE: usize = 3;
+/// The same, per typed operation.
+const ENCODED_BYTES_PER_OPERATION: usize = 300;
+/// Room in the send buffer beyond the batch (the kernel's accounting of the datagram).
+const SEND_BUFFER_SLACK: usize = 64 * 1024;
 
 /// Why a batch the writer sent did not apply.
 #[derive(Debug, thiserror::Error)]
@@ -44,30 +52,41 @@ pub enum WireError {
 }
 
 /// The batch for `tx`, sequence numbers from `first_seq` on, or `None` when `tx` is too
-/// large or holds an operation the writer does not encode.
+/// large or holds an operation the writer does not encode. A written transaction is read
+/// back one line at a time, so no typed copy of a large batch is held.
 pub fn batch_for(tx: &Transaction, first_seq: u32) -> Option<Batch> {
     if tx.is_empty() || tx.len() > MAX_OPERATIONS {
         return None;
     }
-    let ops = if tx.operations().is_empty() {
-        let commands = parse_commands(&tx.render()).ok()?;
-        if commands
-            .iter()
-            .any(|c| c.family != tx.family() || c.table != tx.table())
-        {
-            return None;
+    let text = tx.written_text();
+    let expected = text.map_or(tx.len() * ENCODED_BYTES_PER_OPERATION, |t| {
+        t.len() * ENCODED_BYTES_PER_TEXT_BYTE
+    });
+    let mut builder = Builder::with_capacity(tx.family(), tx.table(), first_seq, expected);
+    if let Some(text) = text {
+        for line in text.lines() {
+            for command in parse_commands(line).ok()? {
+                if command.family != tx.family() || command.table != tx.table() {
+                    return None;
+                }
+                builder.add(&command.op)?;
+            }
+            if builder.len() > MAX_BATCH_BYTES {
+                return None;
+            }
         }
-        Cow::Owned(commands.into_iter().map(|c| c.op).collect())
     } else {
-        Cow::Borrowed(tx.operations())
-    };
-    encode(tx.family(), tx.table(), &ops, first_seq).filter(|b| b.bytes.len() <= MAX_BATCH_BYTES)
+        for op in tx.operations() {
+            builder.add(op)?;
+        }
+    }
+    Some(builder.finish()).filter(|b| b.bytes.len() <= MAX_BATCH_BYTES)
 }
 
 /// Applies `tx` over netlink in the calling thread's network namespace. `Ok(false)` when
 /// the writer does not encode it (nothing was sent; an empty `tx` is applied without
-/// sending anything); an error when the kernel refused it
-/// (nothing changed: a batch is atomic).
+/// sending anything); an error when the kernel refused it (nothing changed: a batch is
+/// atomic).
 pub fn apply(tx: &Transaction) -> Result<bool, WireError> {
     if tx.is_empty() {
         return Ok(true);
@@ -78,22 +97,22 @@ pub fn apply(tx: &Transaction) -> Result<bool, WireError> {
         return Ok(false);
     };
     socket.set_receive_timeout(REPLY_TIMEOUT)?;
+    socket.set_send_buffer(batch.bytes.len() + SEND_BUFFER_SLACK)?;
     socket.send(&batch.bytes)?;
-    let mut unanswered = batch.acked.len();
     let mut refused = None;
-    while unanswered > 0 {
+    loop {
+        let mut answered = false;
         for reply in replies(socket.recv()?)? {
             let Reply::Status { seq, errno } = reply else {
                 continue;
             };
-            if seq == batch.begin_seq && errno != 0 {
+            if errno != 0 {
                 refused.get_or_insert((seq, errno));
-            } else if batch.acked.contains(&seq) {
-                unanswered -= 1;
-                if errno != 0 {
-                    refused.get_or_insert((seq, errno));
-                }
             }
+            answered |= seq == batch.last_seq;
+        }
+        if answered {
+            break;
         }
     }
     match refused {
@@ -102,7 +121,7 @@ pub fn apply(tx: &Transaction) -> Result<bool, WireError> {
             what: if seq == batch.begin_seq {
                 "the commit".to_string()
             } else {
-                format!("message {}", seq.wrapping_sub(batch.acked.start))
+                format!("message {}", seq.wrapping_sub(batch.begin_seq + 1))
             },
             source: std::io::Error::from_raw_os_error(errno),
         }),

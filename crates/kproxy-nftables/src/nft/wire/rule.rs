@@ -2,7 +2,7 @@
 //! nft text into expressions. Anything else (another match, a comment, a quoted name)
 //! is not read, and the batch goes to `nft` instead.
 
-use super::expr::{Base, Expr, Verdict, REG_1, REG_2};
+use super::expr::{Base, Expr, Verdict, REG_1, REG_2, RTN_LOCAL};
 use crate::nft::Family;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 /// What a rule ends with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// A verdict (`jump`, `goto`).
+    /// A verdict (`jump`, `goto`, `drop`).
     Verdict(Verdict),
     /// `dnat to address:port` (after a `meta l4proto` match).
     Dnat(SocketAddr),
@@ -158,6 +158,13 @@ pub fn parse_rule(family: Family, body: &str) -> Option<RuleBody> {
     let mut at = 0;
     loop {
         match words.get(at..)? {
+            [fam, field @ ("saddr" | "daddr"), "!=", "{", value, "}", ..]
+                if *fam == family.keyword() =>
+            {
+                // A one-element set: `nft` compares with the element itself.
+                matches.extend(address_match(family, *field == "saddr", true, value)?);
+                at += 6;
+            }
             [fam, field @ ("saddr" | "daddr"), "!=", value, ..] if *fam == family.keyword() => {
                 matches.extend(address_match(family, *field == "saddr", true, value)?);
                 at += 4;
@@ -175,6 +182,18 @@ pub fn parse_rule(family: Family, body: &str) -> Option<RuleBody> {
                 });
                 protocol = Some(number);
                 at += 3;
+            }
+            ["fib", "saddr", "type", "local", ..] => {
+                matches.push(Expr::FibSaddrType);
+                matches.push(Expr::Cmp {
+                    negate: false,
+                    data: RTN_LOCAL.to_vec(),
+                });
+                at += 4;
+            }
+            ["drop"] => {
+                let action = Action::Verdict(Verdict::Drop);
+                return Some(RuleBody { matches, action });
             }
             [kind @ ("jump" | "goto"), chain] => {
                 let action = Action::Verdict(verdict(kind, chain)?);
@@ -293,10 +312,32 @@ mod tests {
     }
 
     #[test]
+    fn external_and_firewall_chain_rules_are_read() {
+        let local = parse_rule(Family::Ip, "fib saddr type local goto service-x").expect("fib");
+        assert_eq!(
+            local.matches,
+            vec![
+                Expr::FibSaddrType,
+                Expr::Cmp {
+                    negate: false,
+                    data: vec![2, 0, 0, 0]
+                }
+            ]
+        );
+        let firewall =
+            parse_rule(Family::Ip, "ip saddr != { 203.0.113.0/25 } drop").expect("firewall");
+        assert_eq!(firewall.matches.len(), 3, "load, mask, compare");
+        assert_eq!(firewall.action, Action::Verdict(Verdict::Drop));
+        let bare = parse_rule(Family::Ip, "jump mark-for-masquerade").expect("bare jump");
+        assert!(bare.matches.is_empty());
+    }
+
+    #[test]
     fn other_forms_are_left_to_nft() {
         for body in [
             "ip daddr 172.30.0.43 tcp dport 80 jump x",
-            "fib saddr type local jump mark-for-masquerade",
+            "fib daddr type local jump mark-for-masquerade",
+            "ip saddr != { 10.0.0.0/8, 10.1.0.0/16 } drop",
             "ip saddr 10.0.0.1 jump x comment \"c\"",
             "ip6 saddr 10.0.0.1 jump x",
             "ip saddr 10.1.2.3/8 jump x",
