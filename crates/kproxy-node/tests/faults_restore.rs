@@ -137,7 +137,9 @@ fn nft_failing_or_hanging_keeps_old_rules_and_recovers() {
         failures: NFT_FAILURES,
         dump: nft_table,
     };
-    run_faults(&binary, &tool, dir.path(), &[("PATH", &path)], &marker);
+    // Every batch through the faulted `nft`, none over netlink.
+    let env = [("PATH", path.as_str()), ("KPROXY_NFT_WRITER", "nft")];
+    run_faults(&binary, &tool, dir.path(), &env, &marker);
 }
 
 /// The phases, in one agent: a failing tool, a hanging tool, a tool failing every 3rd call.

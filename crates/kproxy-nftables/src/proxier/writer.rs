@@ -72,11 +72,16 @@ impl<'a> SyncWriter<'a> {
         }
     }
 
-    /// Sends every operation of `tx` (the fixed objects) now.
+    /// Sends every operation of `tx` (the fixed objects) now. When batches are bounded
+    /// (a first sync) they end a batch of their own: base chains, sets and maps go
+    /// through `nft`, while the service ports after them can go over netlink.
     pub(super) fn write_all(&mut self, tx: Transaction) {
         tx.into_operations()
             .into_iter()
             .for_each(|op| self.out.push(op));
+        if self.out.limit != usize::MAX {
+            self.out.send_current();
+        }
     }
 
     /// Writes one service port: each chain created and flushed, its sets, then the

@@ -32,17 +32,27 @@ pub trait NftKernel: NftRunner + Send {
 pub struct ExecNft {
     program: PathBuf,
     timeout: Duration,
+    /// Whether small batches go over netlink (off with `KPROXY_NFT_WRITER=nft`).
+    netlink: bool,
 }
 
 impl ExecNft {
     /// Finds `nft` (or the program `KPROXY_NFT` names, for fault injection and the
     /// scale harness's byte counter); each invocation is killed after `timeout`.
+    /// `KPROXY_NFT_WRITER=nft` sends every batch through `nft`, none over netlink: an
+    /// escape hatch, and how the fault tests put a failing `nft` in the way of every
+    /// sync.
     pub fn find(timeout: Duration) -> Result<ExecNft, KernelError> {
         let program = match std::env::var_os("KPROXY_NFT") {
             Some(path) if !path.is_empty() => PathBuf::from(path),
             _ => find_tool("nft").ok_or_else(|| KernelError::Missing("nft".into()))?,
         };
-        Ok(ExecNft { program, timeout })
+        let netlink = std::env::var("KPROXY_NFT_WRITER").as_deref() != Ok("nft");
+        Ok(ExecNft {
+            program,
+            timeout,
+            netlink,
+        })
     }
 
     fn invoke(&self, args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
@@ -98,10 +108,10 @@ impl NftRunner for ExecNft {
         if tx.is_empty() {
             return Ok(());
         }
-        match wire::apply(tx) {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => logging::warn(format!(
+        match self.netlink.then(|| wire::apply(tx)) {
+            Some(Ok(true)) => return Ok(()),
+            None | Some(Ok(false)) => {}
+            Some(Err(e)) => logging::warn(format!(
                 "a {} operation batch was refused over netlink ({e}); applying it with nft",
                 tx.len()
             )),
