@@ -456,6 +456,13 @@ impl ProxyMode for IptablesMode {
         }
     }
 
+    fn may_skip(&self, family: IpFamily, now: Instant) -> bool {
+        self.families
+            .iter()
+            .find(|state| state.family == family)
+            .is_some_and(|state| state.synced_once && !state.proxier.sync_at_is_full(now))
+    }
+
     fn sync(&mut self, input: &SyncInput<'_>) -> FamilySync {
         let family = input.snapshot.family();
         match self.family_mut(family) {

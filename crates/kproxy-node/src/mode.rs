@@ -68,6 +68,15 @@ pub trait ProxyMode: Send {
     /// for this sync, `ports` the service ports the refresh actually changed.
     fn sync(&mut self, input: &SyncInput<'_>) -> FamilySync;
 
+    /// Whether `family` may sit out a sync whose changes touch none of its service ports:
+    /// nothing of its own is due (no full sync, no failure to retry). Upstream runs one
+    /// proxier per family, each synced only for its own changes; a mode that cannot tell
+    /// answers no and syncs every family every time.
+    fn may_skip(&self, family: IpFamily, now: Instant) -> bool {
+        let _ = (family, now);
+        false
+    }
+
     /// When the mode next needs a sync without any cluster change (IPVS graceful
     /// termination); `None` when it does not.
     fn next_deadline(&self) -> Option<Instant> {

@@ -236,6 +236,14 @@ impl SyncLoop {
         for snapshot in &mut self.snapshots {
             let before = udp_ports_of(snapshot, &changed);
             let ports = snapshot.refresh(&self.store, &changed, &mut warnings);
+            if !changed.is_empty() && ports.is_empty() && self.mode.may_skip(snapshot.family(), now)
+            {
+                // Nothing queued concerns this family: it is as current as it was.
+                self.shared
+                    .health
+                    .updated(snapshot.family(), SystemTime::now());
+                continue;
+            }
             let report = self.mode.sync(&SyncInput {
                 snapshot,
                 changed: &changed,

@@ -363,3 +363,76 @@ fn each_sync_cleans_conntrack_with_one_call_per_family_holding_every_stale_flow(
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_touches_one_family_leaves_the_other_alone_until_the_periodic_sync() {
+    let (v4, v6) = (FakeIptables::new(), FakeIptables::new());
+    let kernel = |family, kernel: &FakeIptables| IptablesFamilyKernel {
+        family,
+        kernel: Box::new(kernel.clone()),
+        random_fully: true,
+        chunked_full_syncs: false,
+    };
+    let mode = IptablesMode::new(
+        settings(),
+        vec![kernel(IpFamily::V4, &v4), kernel(IpFamily::V6, &v6)],
+        None,
+    )
+    .expect("mode");
+    let shared = SharedState {
+        health: Arc::new(ProxierHealth::new(Duration::from_secs(60))),
+        metrics: Arc::new(Metrics::new()),
+    };
+    let health_checks = ServiceHealthServers::new(None, Arc::clone(&shared.health));
+    let timing = LoopTiming {
+        min_sync_period: Duration::from_secs(1),
+        sync_period: Duration::from_secs(30),
+    };
+    let mut h = Harness {
+        kernel: v4.clone(),
+        sync_loop: SyncLoop::new(
+            "node-0",
+            Box::new(mode),
+            timing,
+            shared.clone(),
+            health_checks,
+            None,
+        ),
+        shared,
+    };
+    h.load(&cluster(free_port()));
+    h.sync_loop.handle(AgentEvent::InitialSyncDone);
+    h.sync_loop.sync(Instant::now());
+    let restores = |k: &FakeIptables| k.state().restores.len();
+    let (v4_before, v6_before) = (restores(&v4), restores(&v6));
+    assert!(v6_before > 0, "the first sync programs both families");
+
+    h.load(
+        r#"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- {addresses: ["10.244.1.77"], conditions: {ready: true}, nodeName: node-0}
+"#,
+    );
+    h.sync_loop.sync(Instant::now());
+    assert_eq!(restores(&v4), v4_before + 1, "the IPv4 change is written");
+    assert_eq!(restores(&v6), v6_before, "IPv6 has nothing to write");
+    assert!(h.last_restore().contains("10.244.1.77"));
+    let later = std::time::SystemTime::now() + Duration::from_secs(120);
+    let health = h.shared.health.status(later);
+    assert!(
+        health.healthy,
+        "no family is left with a queued change: {health:?}"
+    );
+
+    h.sync_loop.sync(Instant::now());
+    assert_eq!(
+        restores(&v6),
+        v6_before + 1,
+        "a sync without changes covers every family"
+    );
+}
