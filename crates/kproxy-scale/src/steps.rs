@@ -88,7 +88,11 @@ impl Session {
             if synced > since.wall && synced != checked {
                 checked = synced;
                 if self.all_present(chains)? {
-                    reached = Some((synced - since.wall, since.instant.elapsed()));
+                    // The probe may have waited for the xtables lock of a sync that ended
+                    // while it ran, and seen that sync's rules: credit the latest sync.
+                    let after = Scrape::fetch(self.metrics).map_or(synced, |s| s.last_sync());
+                    let credited = after.max(synced);
+                    reached = Some((credited - since.wall, since.instant.elapsed()));
                 }
             }
             std::thread::sleep(POLL);
