@@ -176,10 +176,15 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "  fed to {} {} in {} call(s)",
+            "  fed to {} {} in {} call(s){}",
             self.mode.tool_label(),
             mib(self.restore_bytes),
-            self.restore_calls
+            self.restore_calls,
+            if self.mode == Mode::Nftables {
+                " (the batches the agent writes over netlink are not counted)"
+            } else {
+                ""
+            }
         )?;
         match &self.floor {
             Ok(floor) if self.mode == Mode::Nftables => {
