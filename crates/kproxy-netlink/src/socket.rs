@@ -23,18 +23,28 @@ pub struct Socket {
     buf: Vec<u8>,
 }
 
-/// Sets an `int` socket option, ignoring failure.
-fn set_int_option(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
-    // SAFETY: a c_int option value of the right size on a valid socket.
-    unsafe {
+/// Sets a socket option whose value is the plain-data `value` (`c_int`, `timeval`).
+fn set_option<T: Copy>(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> std::io::Result<()> {
+    // SAFETY: `value` is a valid, initialized option value of exactly the size passed,
+    // on a valid socket; the kernel only reads it.
+    let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             level,
             name,
-            std::ptr::addr_of!(value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+            std::ptr::addr_of!(*value).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    Ok(())
 }
 
 fn kernel_address() -> libc::sockaddr_nl {
@@ -68,8 +78,10 @@ impl Socket {
         if rc < 0 {
             return Err(Error::last_os_error("bind the netlink socket"));
         }
-        set_int_option(&fd, SOL_NETLINK, NETLINK_CAP_ACK, 1);
-        set_int_option(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_RCVBUF);
+        // Both are best effort: without them replies are larger, or a long run of them
+        // may not fit.
+        let _ = set_option(&fd, SOL_NETLINK, NETLINK_CAP_ACK, &1);
+        let _ = set_option(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &SOCKET_RCVBUF);
         Ok(Socket {
             fd,
             next_seq: 1,
@@ -81,20 +93,12 @@ impl Socket {
     /// buffer takes about 200 KiB).
     pub fn set_send_buffer(&self, bytes: usize) -> Result<()> {
         let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        // SAFETY: a c_int option value of the right size on a valid socket.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUFFORCE,
-                std::ptr::addr_of!(value).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(Error::last_os_error("set the netlink send buffer"));
-        }
-        Ok(())
+        set_option(&self.fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &value).map_err(|source| {
+            Error::Io {
+                context: "set the netlink send buffer",
+                source,
+            }
+        })
     }
 
     /// Makes [`recv`](Self::recv) fail instead of waiting longer than `timeout` for a reply.
@@ -103,20 +107,10 @@ impl Socket {
             tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
             tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
         };
-        // SAFETY: a timeval option value of the right size on a valid socket.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                std::ptr::addr_of!(tv).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(Error::last_os_error("set the netlink receive timeout"));
-        }
-        Ok(())
+        set_option(&self.fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv).map_err(|source| Error::Io {
+            context: "set the netlink receive timeout",
+            source,
+        })
     }
 
     /// The next sequence number.

@@ -352,6 +352,25 @@ fn kernel_view(ns: &Netns, family: &str) -> String {
     view
 }
 
+/// Asserts that the two namespaces' tables are the same, naming the first line that
+/// differs.
+fn assert_same_tables(by_wire: &Netns, by_nft: &Netns, family: &str, when: &str) {
+    let wired = kernel_view(by_wire, family);
+    let reference = kernel_view(by_nft, family);
+    if let Some((line, (a, b))) = wired
+        .lines()
+        .zip(reference.lines())
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+    {
+        panic!(
+            "{when}, line {}: over netlink `{a}`, with nft `{b}`",
+            line + 1
+        );
+    }
+    assert_eq!(wired, reference, "{when}");
+}
+
 const NEW_SERVICE: &str = "apiVersion: v1\nkind: Service\n\
 metadata: {name: svc9, namespace: ns9}\n\
 spec: {clusterIP: 172.30.0.49, ports: [{name: p80, port: 80, protocol: TCP}, {name: p53, port: 53, protocol: UDP}]}\n\
@@ -420,20 +439,29 @@ fn compare_partial_syncs(
             .1
             .sync_with(&mut tested.2, &tested.0.snapshot, &changes, now)
             .unwrap_or_else(|e| panic!("{step} over netlink: {e}"));
-        let wired = kernel_view(&by_wire, table_family);
-        let reference_view = kernel_view(&by_nft, table_family);
-        if let Some((line, a, b)) = wired
-            .lines()
-            .zip(reference_view.lines())
-            .enumerate()
-            .find(|(_, (a, b))| a != b)
-            .map(|(i, (a, b))| (i + 1, a, b))
-        {
-            panic!("after {step}, line {line}: over netlink `{a}`, with nft `{b}`");
-        }
-        assert_eq!(wired, reference_view, "after {step}");
+        assert_same_tables(&by_wire, &by_nft, table_family, &format!("after {step}"));
     }
     Some((tested.2.over_netlink, kernel_view(&by_wire, table_family)))
+}
+
+/// [`compare_partial_syncs`], then checks that the final table holds `expected` and
+/// that at least `min_over_netlink` batches went over netlink.
+fn check_partial_syncs(
+    family: IpFamily,
+    case: &str,
+    steps: &[(&str, Option<&str>, u64)],
+    expected: &str,
+    min_over_netlink: usize,
+) {
+    let tag = format!("{family:?}").to_lowercase();
+    let Some((over_netlink, table)) = compare_partial_syncs(&tag, family, case, steps) else {
+        return;
+    };
+    assert!(table.contains(expected), "{table}");
+    assert!(
+        over_netlink >= min_over_netlink,
+        "partial syncs went over netlink ({over_netlink} batches)"
+    );
 }
 
 #[test]
@@ -446,15 +474,13 @@ fn partial_syncs_over_netlink_leave_the_kernel_as_nft_does() {
         ("stale chains deleted", None, 2),
         ("endpoints back", Some(NEW_SERVICE), 2),
     ];
-    let Some((over_netlink, table)) =
-        compare_partial_syncs("v4", IpFamily::V4, "TestOverallNFTablesRules", &steps)
-    else {
-        return;
-    };
-    assert!(table.contains("dnat to 10.180.9.3:53"), "{table}");
-    assert!(
-        over_netlink >= 5,
-        "every partial sync and the stale-chain deletion went over netlink ({over_netlink})"
+    // Every partial sync and the stale-chain deletion.
+    check_partial_syncs(
+        IpFamily::V4,
+        "TestOverallNFTablesRules",
+        &steps,
+        "dnat to 10.180.9.3:53",
+        5,
     );
 }
 
@@ -466,15 +492,12 @@ fn ipv6_partial_syncs_over_netlink_leave_the_kernel_as_nft_does() {
         ("service added", Some(NEW_V6_SERVICE), 0),
         ("stale chains deleted", None, 2),
     ];
-    let Some((over_netlink, table)) =
-        compare_partial_syncs("v6", IpFamily::V6, "TestNodePorts/ipv6", &steps)
-    else {
-        return;
-    };
-    assert!(table.contains("dnat to [fd00:10:180::9:2]:80"), "{table}");
-    assert!(
-        over_netlink >= 2,
-        "partial syncs went over netlink ({over_netlink})"
+    check_partial_syncs(
+        IpFamily::V6,
+        "TestNodePorts/ipv6",
+        &steps,
+        "dnat to [fd00:10:180::9:2]:80",
+        2,
     );
 }
 
@@ -570,18 +593,7 @@ fn first_syncs_in_small_batches_over_netlink_leave_the_kernel_as_nft_does() {
             }
         });
         result.unwrap_or_else(|e| panic!("{case} over netlink: {e}"));
-        let wired = kernel_view(&by_wire, table_family);
-        let reference_view = kernel_view(&by_nft, table_family);
-        if let Some((line, a, b)) = wired
-            .lines()
-            .zip(reference_view.lines())
-            .enumerate()
-            .find(|(_, (a, b))| a != b)
-            .map(|(i, (a, b))| (i + 1, a, b))
-        {
-            panic!("{case}, line {line}: over netlink `{a}`, with nft `{b}`");
-        }
-        assert_eq!(wired, reference_view, "{case}");
+        assert_same_tables(&by_wire, &by_nft, table_family, &case);
         over_netlink += wire_first.over_netlink;
     }
     assert!(over_netlink > 0, "service batches went over netlink");

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{cluster, events, free_port, http};
+use support::{cluster, events, free_port, http, one_endpoint_slice};
 
 fn settings() -> IptablesModeSettings {
     IptablesModeSettings {
@@ -46,17 +46,27 @@ fn harness() -> Harness {
 
 fn harness_with(conntrack: Option<Box<dyn ConntrackTool>>) -> Harness {
     let kernel = FakeIptables::new();
-    let mode = IptablesMode::new(
-        settings(),
-        vec![IptablesFamilyKernel {
-            family: IpFamily::V4,
-            kernel: Box::new(kernel.clone()),
-            random_fully: true,
-            chunked_full_syncs: false,
-        }],
-        None,
-    )
-    .expect("mode");
+    let families = vec![family_kernel(IpFamily::V4, &kernel)];
+    harness_for(kernel, families, conntrack)
+}
+
+/// `kernel` programmed as `family`'s.
+fn family_kernel(family: IpFamily, kernel: &FakeIptables) -> IptablesFamilyKernel {
+    IptablesFamilyKernel {
+        family,
+        kernel: Box::new(kernel.clone()),
+        random_fully: true,
+        chunked_full_syncs: false,
+    }
+}
+
+/// A loop over `families`; `kernel` is the one the harness looks at.
+fn harness_for(
+    kernel: FakeIptables,
+    families: Vec<IptablesFamilyKernel>,
+    conntrack: Option<Box<dyn ConntrackTool>>,
+) -> Harness {
+    let mode = IptablesMode::new(settings(), families, None).expect("mode");
     let shared = SharedState {
         health: Arc::new(ProxierHealth::new(Duration::from_secs(60))),
         metrics: Arc::new(Metrics::new()),
@@ -144,17 +154,7 @@ async fn full_then_partial_sync_and_a_health_check_server() {
         .expect("join");
     assert_eq!(status, 405);
 
-    h.load(
-        r#"
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: lb-1, namespace: default, labels: {kubernetes.io/service-name: lb}}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-- {addresses: ["10.244.2.9"], conditions: {ready: true}, nodeName: node-1}
-"#,
-    );
+    h.load(&one_endpoint_slice("lb", "10.244.2.9", "node-1"));
     assert!(h.shared.metrics.values().endpoint_changes_pending >= 1);
     h.sync_loop.sync(Instant::now());
     let restore = h.last_restore();
@@ -367,39 +367,11 @@ fn each_sync_cleans_conntrack_with_one_call_per_family_holding_every_stale_flow(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_that_touches_one_family_leaves_the_other_alone_until_the_periodic_sync() {
     let (v4, v6) = (FakeIptables::new(), FakeIptables::new());
-    let kernel = |family, kernel: &FakeIptables| IptablesFamilyKernel {
-        family,
-        kernel: Box::new(kernel.clone()),
-        random_fully: true,
-        chunked_full_syncs: false,
-    };
-    let mode = IptablesMode::new(
-        settings(),
-        vec![kernel(IpFamily::V4, &v4), kernel(IpFamily::V6, &v6)],
-        None,
-    )
-    .expect("mode");
-    let shared = SharedState {
-        health: Arc::new(ProxierHealth::new(Duration::from_secs(60))),
-        metrics: Arc::new(Metrics::new()),
-    };
-    let health_checks = ServiceHealthServers::new(None, Arc::clone(&shared.health));
-    let timing = LoopTiming {
-        min_sync_period: Duration::from_secs(1),
-        sync_period: Duration::from_secs(30),
-    };
-    let mut h = Harness {
-        kernel: v4.clone(),
-        sync_loop: SyncLoop::new(
-            "node-0",
-            Box::new(mode),
-            timing,
-            shared.clone(),
-            health_checks,
-            None,
-        ),
-        shared,
-    };
+    let families = vec![
+        family_kernel(IpFamily::V4, &v4),
+        family_kernel(IpFamily::V6, &v6),
+    ];
+    let mut h = harness_for(v4.clone(), families, None);
     h.load(&cluster(free_port()));
     h.sync_loop.handle(AgentEvent::InitialSyncDone);
     h.sync_loop.sync(Instant::now());
@@ -407,17 +379,7 @@ async fn a_change_that_touches_one_family_leaves_the_other_alone_until_the_perio
     let (v4_before, v6_before) = (restores(&v4), restores(&v6));
     assert!(v6_before > 0, "the first sync programs both families");
 
-    h.load(
-        r#"
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-- {addresses: ["10.244.1.77"], conditions: {ready: true}, nodeName: node-0}
-"#,
-    );
+    h.load(&one_endpoint_slice("web", "10.244.1.77", "node-0"));
     h.sync_loop.sync(Instant::now());
     assert_eq!(restores(&v4), v4_before + 1, "the IPv4 change is written");
     assert_eq!(restores(&v6), v6_before, "IPv6 has nothing to write");

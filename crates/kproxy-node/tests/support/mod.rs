@@ -41,6 +41,17 @@ pub fn cluster(hc_port: u16) -> String {
     CLUSTER.replace("HC_PORT", &hc_port.to_string())
 }
 
+/// An EndpointSlice `NAME-1` of service `name` (port `http` 8080/TCP) with one ready
+/// endpoint `ip` on `node`.
+pub fn one_endpoint_slice(name: &str, ip: &str, node: &str) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+         addressType: IPv4\nports: [{{name: http, port: 8080, protocol: TCP}}]\n\
+         endpoints:\n- {{addresses: [\"{ip}\"], conditions: {{ready: true}}, nodeName: {node}}}\n"
+    )
+}
+
 /// Store events for every object of a manifest.
 pub fn events(manifest: &str) -> Vec<StoreEvent> {
     parse_manifest(manifest)
