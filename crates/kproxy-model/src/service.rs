@@ -44,6 +44,22 @@ impl Protocol {
             Protocol::Sctp => "sctp",
         }
     }
+
+    /// Parses the lowercase name ([`lower`](Self::lower)).
+    pub fn from_lower(text: &str) -> Option<Protocol> {
+        [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
+            .into_iter()
+            .find(|p| p.lower() == text)
+    }
+
+    /// The IP protocol number (`IPPROTO_TCP` 6, `IPPROTO_UDP` 17, `IPPROTO_SCTP` 132).
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
 }
 
 /// Names one port of one Service: `namespace/name:port` (the protocol is part of the

@@ -10,7 +10,7 @@ use super::objects::Family;
 use kproxy_netlink::{Message, Socket, NLM_F_DUMP, NLM_F_REQUEST};
 
 /// `NFNL_SUBSYS_NFTABLES`.
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub(crate) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 /// `NFT_MSG_NEWCHAIN`: a chain (also what a chain dump answers with).
 const NFT_MSG_NEWCHAIN: u16 = 3;
 /// `NFT_MSG_GETCHAIN`.
@@ -37,7 +37,7 @@ pub fn nfproto(family: Family) -> u8 {
 }
 
 /// The message type of an nf_tables command.
-fn nft_type(command: u16) -> u16 {
+pub(crate) fn nft_type(command: u16) -> u16 {
     (NFNL_SUBSYS_NFTABLES << 8) | command
 }
 

@@ -3,16 +3,13 @@
 //! operations partial syncs use are encoded; for anything else there is no batch.
 
 use super::expr::{Expr, Verdict, NFTA_LIST_ELEM};
-use super::rule::{
-    address_bytes, dnat_exprs, family_of, nfproto, parse_rule, protocol_number, Action,
-};
+use super::rule::{address_bytes, dnat_exprs, family_of, parse_rule, protocol_number, Action};
+use crate::nft::netlink::{nfproto, nft_type, NFNL_SUBSYS_NFTABLES};
 use crate::nft::{Element, Family, Named, Object, Operation};
 use crate::render::ELEMENT_CONTAINERS;
 use kproxy_netlink::{Message, NLM_F_ACK, NLM_F_REQUEST};
 use std::net::IpAddr;
 
-/// `NFNL_SUBSYS_NFTABLES`.
-const SUBSYS: u16 = 10;
 /// `NFNL_MSG_BATCH_BEGIN`.
 const BATCH_BEGIN: u16 = 16;
 /// `NFNL_MSG_BATCH_END`.
@@ -75,12 +72,13 @@ pub struct Builder<'a> {
     next_set_id: u32,
 }
 
-fn nft_type(command: u16) -> u16 {
-    (SUBSYS << 8) | command
-}
-
 /// The nfgenmsg of the batch delimiters: no family, resource id = the subsystem.
-const BATCH_HEADER: [u8; 4] = [0, 0, (SUBSYS >> 8) as u8, SUBSYS as u8];
+const BATCH_HEADER: [u8; 4] = [
+    0,
+    0,
+    (NFNL_SUBSYS_NFTABLES >> 8) as u8,
+    NFNL_SUBSYS_NFTABLES as u8,
+];
 
 impl<'a> Builder<'a> {
     /// An empty batch on `family table` whose messages are numbered from `first_seq` on.

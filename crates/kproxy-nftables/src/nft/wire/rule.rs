@@ -3,8 +3,10 @@
 //! is not read, and the batch goes to `nft` instead.
 
 use super::expr::{Base, Expr, Verdict, REG_1, REG_2, RTN_LOCAL};
+use crate::nft::netlink::nfproto;
 use crate::nft::Family;
 use ipnet::IpNet;
+use kproxy_model::Protocol;
 use std::net::{IpAddr, SocketAddr};
 
 /// What a rule ends with.
@@ -27,14 +29,6 @@ pub struct RuleBody {
     pub action: Action,
 }
 
-/// The nfnetlink family of a table family.
-pub fn nfproto(family: Family) -> u8 {
-    match family {
-        Family::Ip => 2,
-        Family::Ip6 => 10,
-    }
-}
-
 /// Where the source and destination addresses sit in the family's header, and their size.
 fn address_layout(family: Family) -> (u32, u32, u32) {
     match family {
@@ -43,15 +37,12 @@ fn address_layout(family: Family) -> (u32, u32, u32) {
     }
 }
 
+/// The IP protocol number of `tcp`, `udp` or `sctp`.
 pub(super) fn protocol_number(word: &str) -> Option<u8> {
-    match word {
-        "tcp" => Some(6),
-        "udp" => Some(17),
-        "sctp" => Some(132),
-        _ => None,
-    }
+    Protocol::from_lower(word).map(Protocol::number)
 }
 
+/// The address in network byte order, as headers and keys hold it.
 pub(super) fn address_bytes(ip: IpAddr) -> Vec<u8> {
     match ip {
         IpAddr::V4(v4) => v4.octets().to_vec(),
@@ -59,6 +50,7 @@ pub(super) fn address_bytes(ip: IpAddr) -> Vec<u8> {
     }
 }
 
+/// The table family an address belongs in.
 pub(super) fn family_of(ip: IpAddr) -> Family {
     if ip.is_ipv4() {
         Family::Ip
