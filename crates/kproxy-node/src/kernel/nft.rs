@@ -1,6 +1,6 @@
 //! The `nft` tool for the nftables mode: kproxy-nftables' [`NftRunner`] over the agent's
-//! tool runner (so a hung `nft` is killed after a deadline), with small partial-sync
-//! batches written over netlink instead (kproxy-nftables' `wire`), plus the cheap probe the
+//! tool runner (so a hung `nft` is killed after a deadline), with the batches of service
+//! ports written over netlink instead (kproxy-nftables' `wire`), plus the cheap probe the
 //! mode uses to notice that someone deleted or flushed its table: a netlink dump of one
 //! chain's rules, since `nft list chain` reads the whole table first (seconds at 10,000
 //! services).
@@ -101,9 +101,9 @@ impl ExecNft {
 }
 
 impl NftRunner for ExecNft {
-    /// Small batches in the forms partial syncs use go straight to the kernel over
-    /// netlink (`nft` would first read the whole table); the rest, and any batch the
-    /// kernel refuses there, go through `nft`.
+    /// Batches in the forms service ports use go straight to the kernel over netlink
+    /// (`nft` would first read the whole table); the rest, and any batch the kernel
+    /// refuses there, go through `nft`.
     fn run(&mut self, tx: &Transaction) -> Result<(), NftError> {
         if tx.is_empty() {
             return Ok(());

@@ -1,12 +1,12 @@
-//! A netlink writer for small batches. `nft` 1.0.6 reads every chain and set of the
-//! table into its cache before any batch that adds a rule or an element: about a second
-//! at 10,000 services, for a change of a few rules. kproxy knows its table and needs no
-//! cache, so a partial sync whose operations are all in the forms this module encodes
-//! (regular chains added, flushed and deleted; the service and endpoint chains' rules;
-//! elements of the fixed sets and maps) goes to the kernel as one nfnetlink batch,
-//! the same messages `nft` would send; so do the first sync's batches once its fixed
-//! objects are in. Anything else, and any batch larger than [`MAX_BATCH_BYTES`], is left
-//! to `nft`.
+//! A netlink writer for kproxy's own batches. `nft` 1.0.6 reads every chain and set of
+//! the table into its cache before any batch that adds a rule or an element: about a
+//! second at 10,000 services, for a change of a few rules. kproxy knows its table and
+//! needs no cache, so a transaction whose operations are all in the forms this module
+//! encodes (regular chains added, flushed and deleted; the service ports' rules; elements
+//! of the fixed sets and maps) goes to the kernel as one nfnetlink batch, the same
+//! messages `nft` would send: every partial sync of such ports, and the first sync's
+//! batches once its fixed objects are in. Anything else, and any batch larger than
+//! [`MAX_BATCH_BYTES`], is left to `nft`.
 
 mod batch;
 mod expr;
