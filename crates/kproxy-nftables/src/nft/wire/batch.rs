@@ -107,19 +107,8 @@ impl<'a> Builder<'a> {
     }
 
     /// Bytes so far.
-    pub fn len(&self) -> usize {
+    pub fn byte_len(&self) -> usize {
         self.bytes.len()
-    }
-
-    /// Whether no operation was added.
-    pub fn is_empty(&self) -> bool {
-        self.last_message.is_none()
-    }
-
-    /// Adds one operation; `None` (and a builder to drop) when it is not one this writer
-    /// encodes.
-    pub fn add(&mut self, op: &Operation) -> Option<()> {
-        self.operation(op)
     }
 
     /// The finished batch: the last operation's message asks for an acknowledgement.
@@ -160,7 +149,9 @@ impl<'a> Builder<'a> {
         self.push(m);
     }
 
-    fn operation(&mut self, op: &Operation) -> Option<()> {
+    /// Adds one operation; `None` (and a builder to drop) when it is not one this writer
+    /// encodes.
+    pub fn add(&mut self, op: &Operation) -> Option<()> {
         match op {
             Operation::Add(object) => match object.as_ref() {
                 Object::Chain(chain) if chain.base.is_none() && chain.comment.is_none() => {

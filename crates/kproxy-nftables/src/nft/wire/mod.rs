@@ -71,7 +71,7 @@ pub fn batch_for(tx: &Transaction, first_seq: u32) -> Option<Batch> {
                 }
                 builder.add(&command.op)?;
             }
-            if builder.len() > MAX_BATCH_BYTES {
+            if builder.byte_len() > MAX_BATCH_BYTES {
                 return None;
             }
         }
