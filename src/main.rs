@@ -32,6 +32,10 @@ enum Command {
     /// Build a node, pods and a client out of network namespaces on this machine, run the
     /// agent there, send traffic and show where it landed (needs root; leaves nothing).
     Demo,
+    /// `iptables-legacy-restore --noflush` without libiptc: the restore tool the agent runs
+    /// on the legacy backend (reads restore input on stdin).
+    #[command(hide = true)]
+    XtablesRestore(kproxy_node::XtablesRestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +69,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::XtablesRestore(args) => {
+            ExitCode::from(u8::try_from(kproxy_node::run_xtables_restore(&args)).unwrap_or(1))
+        }
         Command::Trace(args) => match cli::trace::run(&args) {
             Ok(text) => write_stdout(&text),
             Err(e) => {

@@ -63,12 +63,17 @@ pub enum AgentError {
 }
 
 /// Runs the node agent with kube-proxy's flags until SIGTERM or SIGINT. With `--cleanup`
-/// it removes the installed rules and returns instead.
+/// it removes the installed rules and returns instead. This is the `kproxy` executable's
+/// entry point: on the legacy backend the agent runs that executable's `xtables-restore`
+/// as its restore tool, unless `KPROXY_IPTABLES_WRITER=restore`.
 pub fn run_agent(args: AgentArgs) -> Result<(), AgentError> {
     if args.cleanup_requested() {
         return cleanup(args);
     }
-    let (config, warnings) = AgentConfig::load(&args)?;
+    let (mut config, warnings) = AgentConfig::load(&args)?;
+    if std::env::var("KPROXY_IPTABLES_WRITER").as_deref() != Ok("restore") {
+        config.legacy_writer = std::env::current_exe().ok();
+    }
     logging::set_verbosity(config.verbosity);
     warnings.iter().for_each(logging::warn);
     crate::allocator::tune_allocator();

@@ -149,6 +149,9 @@ pub struct AgentConfig {
     pub iptables_backend: BackendChoice,
     /// How long an `iptables-restore` may run before it is killed.
     pub restore_timeout: Duration,
+    /// The executable whose `xtables-restore` subcommand writes iptables-legacy tables
+    /// (the agent's own); `None` runs `iptables-legacy-restore`.
+    pub legacy_writer: Option<PathBuf>,
     /// The ipvs mode's settings.
     pub ipvs: IpvsConfig,
     /// Log verbosity.
@@ -476,6 +479,7 @@ fn build(
         restore_timeout: args
             .iptables_restore_timeout
             .unwrap_or(Duration::from_secs(60)),
+        legacy_writer: None,
         verbosity: args.verbosity.unwrap_or(0),
         ipvs: layer.ipvs.resolve()?,
     })

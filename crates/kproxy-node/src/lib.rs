@@ -15,6 +15,8 @@
 //!   `iptables`, `nft`, sysctls), one trait per tool with a real and a fake implementation.
 //! - [`mod@cleanup`] holds `--cleanup`.
 //! - [`agent`]: the wiring, and the entry points [`run_agent`] and [`cleanup()`].
+//! - [`xtables_restore`]: `kproxy xtables-restore`, the legacy backend's restore tool
+//!   (x_tables blobs written without libiptc, see `kproxy-xtables`).
 
 pub mod agent;
 pub mod allocator;
@@ -40,7 +42,9 @@ pub mod mode;
 pub mod nftables_mode;
 pub mod startup;
 pub mod sync_loop;
+pub mod xtables_restore;
 
 pub use agent::{cleanup, run_agent, serve, AgentError};
 pub use config::AgentConfig;
 pub use flags::AgentArgs;
+pub use xtables_restore::{run_xtables_restore, XtablesRestoreArgs};

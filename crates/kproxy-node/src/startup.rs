@@ -87,6 +87,9 @@ fn usable_iptables(
         IptablesTools::find(family, backend)?,
         config.restore_timeout,
     );
+    if let Some(writer) = &config.legacy_writer {
+        exec.use_writer(writer);
+    }
     let version = exec.version()?;
     exec.save_table("nat")?;
     Ok(IptablesFamilyKernel {

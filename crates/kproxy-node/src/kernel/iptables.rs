@@ -8,7 +8,7 @@ use kproxy_model::IpFamily;
 use kproxy_nftables::nft::netlink::table_chain_names;
 use kproxy_nftables::nft::Family;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// kube-proxy's xtables lock argument: wait up to 5 s for the lock. (kube-proxy also
@@ -121,11 +121,7 @@ impl IptablesTools {
             let name = format!("{base}-{}{suffix}", backend.name());
             find_tool(&name).ok_or(KernelError::Missing(name))
         };
-        let override_var = match family {
-            IpFamily::V4 => "KPROXY_IPTABLES_RESTORE",
-            IpFamily::V6 => "KPROXY_IP6TABLES_RESTORE",
-        };
-        let restore = match std::env::var_os(override_var) {
+        let restore = match std::env::var_os(restore_override_var(family)) {
             Some(path) if !path.is_empty() => PathBuf::from(path),
             _ => locate("-restore")?,
         };
@@ -139,11 +135,20 @@ impl IptablesTools {
     }
 }
 
+/// The variable that replaces a family's restore tool.
+fn restore_override_var(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "KPROXY_IPTABLES_RESTORE",
+        IpFamily::V6 => "KPROXY_IP6TABLES_RESTORE",
+    }
+}
+
 /// Runs the real tools.
 #[derive(Debug, Clone)]
 pub struct ExecIptables {
     tools: IptablesTools,
     restore_timeout: Duration,
+    writer: Option<PathBuf>,
 }
 
 impl ExecIptables {
@@ -152,6 +157,18 @@ impl ExecIptables {
         ExecIptables {
             tools,
             restore_timeout,
+            writer: None,
+        }
+    }
+
+    /// Restores through `program xtables-restore` (kproxy's own x_tables writer, which hands
+    /// what it does not encode to the real tool). Only the legacy backend has it, and not
+    /// when the restore tool was replaced (`KPROXY_IPTABLES_RESTORE`).
+    pub fn use_writer(&mut self, program: &Path) {
+        if self.tools.backend == Backend::Legacy
+            && std::env::var_os(restore_override_var(self.tools.family)).is_none()
+        {
+            self.writer = Some(program.to_path_buf());
         }
     }
 
@@ -180,19 +197,25 @@ impl ExecIptables {
 
 impl ExecIptables {
     fn restore_input(&mut self, input: InputWriter<'_>) -> Result<(), KernelError> {
-        let mut args: Vec<String> = WAIT_ARGS.iter().map(|a| a.to_string()).collect();
-        args.extend(["--noflush".to_string(), "--counters".to_string()]);
-        let output = run_tool_with_input(
-            &self.tools.restore,
-            &args,
-            Some(input),
-            self.restore_timeout,
-        )?;
-        if output.success() {
-            Ok(())
-        } else {
-            Err(KernelError::failed(&self.tools.restore, &args, &output))
+        let mut args: Vec<String> = Vec::new();
+        if self.writer.is_some() {
+            args.extend(["xtables-restore".to_string(), "--fallback".to_string()]);
+            args.push(self.tools.restore.display().to_string());
+            if self.tools.family == IpFamily::V6 {
+                args.push("--ipv6".to_string());
+            }
         }
+        args.extend(WAIT_ARGS.iter().map(|a| a.to_string()));
+        args.extend(["--noflush".to_string(), "--counters".to_string()]);
+        let program = self.writer.as_ref().unwrap_or(&self.tools.restore);
+        let output = run_tool_with_input(program, &args, Some(input), self.restore_timeout)?;
+        if !output.success() {
+            return Err(KernelError::failed(program, &args, &output));
+        }
+        if self.writer.is_some() && !output.stderr.trim().is_empty() {
+            crate::logging::warn(output.stderr.trim());
+        }
+        Ok(())
     }
 }
 
@@ -290,67 +313,4 @@ impl StampTool for ExecIptables {
     }
 }
 
-/// Splits rule text into arguments as a shell would for iptables rules: on spaces, with
-/// double-quoted parts (comments) kept whole and unquoted.
-pub fn split_rule_args(text: &str) -> Vec<String> {
-    let mut args = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    let mut started = false;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                started = true;
-            }
-            '\\' if quoted => {
-                if let Some(next) = chars.next() {
-                    current.push(next);
-                }
-            }
-            ' ' | '\t' if !quoted => {
-                if started {
-                    args.push(std::mem::take(&mut current));
-                    started = false;
-                }
-            }
-            _ => {
-                current.push(c);
-                started = true;
-            }
-        }
-    }
-    if started {
-        args.push(current);
-    }
-    args
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_quoted_comments() {
-        let args = split_rule_args(
-            r#"-m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES"#,
-        );
-        assert_eq!(
-            args,
-            [
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "NEW",
-                "-m",
-                "comment",
-                "--comment",
-                "kubernetes service portals",
-                "-j",
-                "KUBE-SERVICES"
-            ]
-        );
-        assert_eq!(split_rule_args(r#"--comment """#), ["--comment", ""]);
-    }
-}
+pub use kproxy_xtables::args::split_rule_args;

@@ -1,7 +1,7 @@
 //! The agent's kernel seam: the one place tools are run ([`exec`]), one trait per
 //! iptables tool with the real implementation ([`iptables`]), `nft` ([`nft`]), backend choice
 //! ([`backend`]), kernel parameters ([`sysctl`]), iptables-legacy table stamps ([`xt_stamp`])
-//! and a fake for tests ([`fake`]).
+//! over the x_tables socket calls ([`xt_socket`]), and a fake for tests ([`fake`]).
 
 pub mod addresses;
 pub mod backend;
@@ -10,6 +10,7 @@ pub mod fake;
 pub mod iptables;
 pub mod nft;
 pub mod sysctl;
+pub mod xt_socket;
 pub mod xt_stamp;
 
 pub use exec::KernelError;
