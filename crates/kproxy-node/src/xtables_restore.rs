@@ -68,7 +68,11 @@ pub fn run_xtables_restore(args: &XtablesRestoreArgs) -> i32 {
         Ok(lock) => lock,
         Err(code) => return code,
     };
-    let ip_family = if args.ipv6 { IpFamily::V6 } else { IpFamily::V4 };
+    let ip_family = if args.ipv6 {
+        IpFamily::V6
+    } else {
+        IpFamily::V4
+    };
     let socket = match XtSocket::open(ip_family) {
         Ok(socket) => socket,
         Err(e) => {
@@ -178,10 +182,7 @@ impl XtablesLock {
         {
             Ok(file) => file,
             Err(e) => {
-                eprintln!(
-                    "Fatal: can't open lock file {}: {e}",
-                    path.display()
-                );
+                eprintln!("Fatal: can't open lock file {}: {e}", path.display());
                 return Err(LOCK_HELD);
             }
         };

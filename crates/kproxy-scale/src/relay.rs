@@ -94,6 +94,16 @@ pub fn script(harness: &Path, log: &Path, real: &Path) -> String {
     )
 }
 
+/// The shell script that runs the agent's x_tables writer (`kproxy xtables-restore`) as the
+/// agent runs it on the legacy backend, with `real` as its fallback.
+pub fn writer_script(kproxy: &Path, real: &Path) -> String {
+    format!(
+        "#!/bin/sh\nexec {} xtables-restore --fallback {} \"$@\"\n",
+        shell_quote(&kproxy.to_string_lossy()),
+        shell_quote(&real.to_string_lossy()),
+    )
+}
+
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }

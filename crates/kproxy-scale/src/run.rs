@@ -2,7 +2,7 @@
 //! sync, one endpoint change and one new service, then the kernel floor; print the report.
 
 use crate::agent::AgentCommand;
-use crate::args::{Mode, RunArgs};
+use crate::args::{Backend, Mode, RunArgs};
 use crate::cluster::{self, spare_pod_ip, ServiceSpec, Shape};
 use crate::naming::{endpoint_chain, service_chain, ChainTable};
 use crate::netns::NodeNetwork;
@@ -236,14 +236,23 @@ fn agent_command(
         ),
         Mode::Nftables => ("nft".to_string(), "nft"),
     };
-    let real = find_tool(&tool)?;
+    let mut real = find_tool(&tool)?;
+    if args.mode == Mode::Iptables
+        && args.backend == Backend::Legacy
+        && std::env::var("KPROXY_IPTABLES_WRITER").as_deref() != Ok("restore")
+    {
+        // The agent restores through its own x_tables writer on this backend; the relay
+        // stands in for the writer, which then runs as the agent would run it.
+        let writer = workdir.file("xtables-restore");
+        write_script(&writer, &relay::writer_script(kproxy, &real))?;
+        real = writer;
+    }
     let harness = std::env::current_exe().map_err(|e| format!("locating this program: {e}"))?;
     let relay = workdir.file(relay_name);
-    let script = relay::script(&harness, &workdir.file("restores.log"), &real);
-    std::fs::write(&relay, script).map_err(|e| format!("{}: {e}", relay.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&relay, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("{}: {e}", relay.display()))?;
+    write_script(
+        &relay,
+        &relay::script(&harness, &workdir.file("restores.log"), &real),
+    )?;
     Ok(AgentCommand {
         binary: kproxy.to_path_buf(),
         kubeconfig,
@@ -255,6 +264,13 @@ fn agent_command(
         restore_timeout: Duration::from_secs(args.timeout),
         log: workdir.file("agent.log"),
     })
+}
+
+fn write_script(path: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn find_tool(name: &str) -> Result<PathBuf, String> {

@@ -50,7 +50,11 @@ pub enum Extension {
     /// `-m mark [!] --mark VALUE[/MASK]`.
     Mark { mark: u32, mask: u32, invert: bool },
     /// `-m statistic --mode random --probability P`.
-    Statistic { random: bool, probability: Option<u32>, invert: bool },
+    Statistic {
+        random: bool,
+        probability: Option<u32>,
+        invert: bool,
+    },
     /// `-m recent --name N --mask M --set | --rcheck --seconds S --reap ...`.
     Recent(Recent),
     /// `-m nfacct --nfacct-name NAME`.
@@ -62,7 +66,10 @@ pub enum Extension {
     /// `-m tcp|udp|sctp [!] --sport P[:P] [!] --dport P[:P]`.
     Ports(Ports),
     /// `-j DNAT --to-destination ADDR[:PORT]`.
-    Dnat { to: Option<(IpAddr, Option<u16>)>, flags: u32 },
+    Dnat {
+        to: Option<(IpAddr, Option<u16>)>,
+        flags: u32,
+    },
     /// `-j MARK --or-mark | --xor-mark | --set-xmark`.
     MarkTarget { mark: u32, mask: u32, set: bool },
     /// `-j MASQUERADE [--random | --random-fully]`.
@@ -389,7 +396,9 @@ impl Extension {
                     return Err(XtError::Invalid("DNAT needs --to-destination".into()));
                 };
                 if addr.is_ipv4() != (family == Family::V4) {
-                    return Err(XtError::Invalid(format!("DNAT to {addr} in the wrong family")));
+                    return Err(XtError::Invalid(format!(
+                        "DNAT to {addr} in the wrong family"
+                    )));
                 }
                 let mut data = vec![0u8; 44];
                 let mut flags = flags | NAT_MAP_IPS;
@@ -528,7 +537,8 @@ impl Ports {
                 push_range(&mut data, dest);
                 push_range(&mut data, source);
                 data.resize(60, 0);
-                let given = u32::from(self.source.is_some()) | (u32::from(self.dest.is_some()) << 1);
+                let given =
+                    u32::from(self.source.is_some()) | (u32::from(self.dest.is_some()) << 1);
                 data.extend_from_slice(&given.to_ne_bytes());
                 data.extend_from_slice(&u32::from(inverted).to_ne_bytes());
                 ("sctp", 0, data)
@@ -695,7 +705,10 @@ mod tests {
             (encode("tcp", false, &[("--dport", "80")]), 48),
             (encode("udp", false, &[("--dport", "53")]), 48),
             (encode("sctp", false, &[("--dport", "9")]), 104),
-            (encode("DNAT", true, &[("--to-destination", "10.0.0.1:80")]), 80),
+            (
+                encode("DNAT", true, &[("--to-destination", "10.0.0.1:80")]),
+                80,
+            ),
             (encode("MARK", true, &[("--or-mark", "0x4000")]), 40),
             (encode("REJECT", true, &[]), 40),
         ];
@@ -722,7 +735,10 @@ mod tests {
             false,
             &[("--mode", "random"), ("--probability", "0.33333333349")],
         );
-        assert_eq!(u32::from_ne_bytes(e.data[4..8].try_into().expect("4")), 715827883);
+        assert_eq!(
+            u32::from_ne_bytes(e.data[4..8].try_into().expect("4")),
+            715827883
+        );
     }
 
     #[test]

@@ -146,7 +146,9 @@ fn checked_chain(name: &str) -> Result<String> {
     if name.is_empty()
         || name.len() > CHAIN_NAME_MAX
         || name.starts_with(['-', '!'])
-        || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        || name
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
         return Err(XtError::Invalid(format!("bad chain name {name:?}")));
     }
@@ -164,7 +166,10 @@ mod tests {
         let sections = parse(Family::V4, INPUT).expect("parse");
         assert_eq!(sections.len(), 2);
         assert_eq!(sections[0].table, "filter");
-        assert_eq!(&INPUT[sections[0].span.clone()], "*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n");
+        assert_eq!(
+            &INPUT[sections[0].span.clone()],
+            "*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n"
+        );
         assert_eq!(sections[1].commands.len(), 5);
         assert!(matches!(sections[1].commands[2], Command::Insert(_, 1, _)));
         assert_eq!(
@@ -176,7 +181,10 @@ mod tests {
     #[test]
     fn broken_input_is_refused_with_its_line() {
         assert_eq!(
-            parse(Family::V4, "*nat\n-A KUBE-X -d 300.0.0.1 -j ACCEPT\nCOMMIT\n"),
+            parse(
+                Family::V4,
+                "*nat\n-A KUBE-X -d 300.0.0.1 -j ACCEPT\nCOMMIT\n"
+            ),
             Err(XtError::Invalid("line 2: bad address \"300.0.0.1\"".into()))
         );
         assert!(parse(Family::V4, "*nat\n:KUBE-X - [0:0]\n").is_err());

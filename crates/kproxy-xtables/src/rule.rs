@@ -4,7 +4,7 @@
 
 use crate::extension::{Arity, Encoded, Extension};
 use crate::layout::{
-    self, Family, EntryLayout, EXTENSION_HEADER, INV_DSTIP, INV_PROTO, INV_SRCIP, INV_VIA_IN,
+    self, EntryLayout, Family, EXTENSION_HEADER, INV_DSTIP, INV_PROTO, INV_SRCIP, INV_VIA_IN,
     INV_VIA_OUT, STANDARD_TARGET_SIZE, VERDICT_ACCEPT, VERDICT_DROP, VERDICT_RETURN,
 };
 use crate::{Result, XtError};

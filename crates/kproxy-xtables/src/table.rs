@@ -5,14 +5,14 @@
 //! every unchanged rule over to the new table.
 
 use crate::layout::{
-    self, c_name, Family, EntryLayout, COUNTERS_INFO_HEADER, COUNTERS_SIZE, ERROR_NAME_LEN,
+    self, c_name, EntryLayout, Family, COUNTERS_INFO_HEADER, COUNTERS_SIZE, ERROR_NAME_LEN,
     ERROR_TARGET, ERROR_TARGET_SIZE, EXTENSION_HEADER, GET_INFO_LEN, HOOKS, HOOK_CHAINS,
     REPLACE_HEADER, STANDARD_TARGET_SIZE, TABLE_NAME_LEN, VERDICT_ACCEPT, VERDICT_RETURN,
 };
 use crate::restore::{Command, Section};
 use crate::rule::{append_standard, EncodedRule, Jump};
 use crate::{Result, XtError};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// A table's info (`IPT_SO_GET_INFO`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub struct Table {
     info: TableInfo,
     old: Vec<u8>,
     chains: Vec<Chain>,
-    by_name: HashMap<String, usize>,
+    by_name: FxHashMap<String, usize>,
 }
 
 /// A table encoded for `IPT_SO_SET_REPLACE`.
@@ -114,16 +114,13 @@ impl Table {
     pub fn decode(family: Family, name: &str, info: TableInfo, old: Vec<u8>) -> Result<Table> {
         let layout = family.layout();
         let corrupt = |what: String| XtError::Corrupt(format!("{name}: {what}"));
-        let mut offsets = Vec::new();
+        let mut entries = Vec::new();
         let mut at = 0usize;
         while at < old.len() {
-            let next = layout::read_u16(&old, at + layout.target_offset + 2).unwrap_or(0);
-            if usize::from(next) < layout.size + EXTENSION_HEADER || at + usize::from(next) > old.len()
-            {
-                return Err(corrupt(format!("entry at {at}")));
-            }
-            offsets.push(at);
-            at += usize::from(next);
+            let entry =
+                Entry::at(&old, at, &layout).ok_or_else(|| corrupt(format!("entry at {at}")))?;
+            at += entry.size;
+            entries.push(entry);
         }
         let mut table = Table {
             family,
@@ -131,17 +128,18 @@ impl Table {
             info,
             old: Vec::new(),
             chains: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: FxHashMap::default(),
         };
+        let valid = |hook: usize| info.valid_hooks & (1 << hook) != 0;
         let hook_at = |offset: usize, of: &[u32; HOOKS]| {
-            (0..HOOKS).find(|&h| info.valid_hooks & (1 << h) != 0 && of[h] as usize == offset)
+            (0..HOOKS).find(|&h| valid(h) && of[h] as usize == offset)
         };
-        let mut first_rule: HashMap<usize, usize> = HashMap::new();
+        // User chains' first rules, in increasing offset order (heads come in table order).
+        let mut first_rule: Vec<(usize, usize)> = Vec::new();
         let mut pending: Vec<(usize, usize, usize)> = Vec::new();
         let mut current: Option<usize> = None;
-        for (index, &offset) in offsets.iter().enumerate() {
-            let entry = Entry::at(&old, offset, &layout)
-                .ok_or_else(|| corrupt(format!("entry at {offset}")))?;
+        for (index, entry) in entries.iter().enumerate() {
+            let offset = entry.offset;
             if let Some(hook) = hook_at(offset, &info.hook_entry) {
                 current = Some(table.add_chain(HOOK_CHAINS[hook], Some(hook)));
             }
@@ -149,38 +147,36 @@ impl Table {
                 let chain = current
                     .filter(|&c| table.chains[c].hook == Some(hook))
                     .ok_or_else(|| corrupt(format!("policy of hook {hook} outside its chain")))?;
-                table.chains[chain].policy = entry.verdict(&old).unwrap_or(VERDICT_ACCEPT);
+                table.chains[chain].policy = entry.verdict.unwrap_or(VERDICT_ACCEPT);
                 table.chains[chain].policy_index = Some(index as u32);
                 current = None;
                 continue;
             }
-            if entry.target_name == ERROR_TARGET.as_bytes() {
-                if index + 1 == offsets.len() {
+            if entry.error {
+                if index + 1 == entries.len() {
                     break;
                 }
-                let name = String::from_utf8_lossy(c_name(
-                    &old[entry.target + EXTENSION_HEADER
-                        ..entry.target + EXTENSION_HEADER + ERROR_NAME_LEN],
-                ))
-                .into_owned();
+                let name_at = offset + entry.target + EXTENSION_HEADER;
+                let name = String::from_utf8_lossy(c_name(&old[name_at..name_at + ERROR_NAME_LEN]));
                 let chain = table.add_chain(&name, None);
-                first_rule.insert(offset + entry.size, chain);
+                first_rule.push((offset + entry.size, chain));
                 current = Some(chain);
                 continue;
             }
-            let chain = current.ok_or_else(|| corrupt(format!("rule at {offset} outside chains")))?;
-            let next_is_head = offsets.get(index + 1).is_some_and(|&next| {
-                Entry::at(&old, next, &layout)
-                    .is_some_and(|e| e.target_name == ERROR_TARGET.as_bytes())
-            });
+            let chain =
+                current.ok_or_else(|| corrupt(format!("rule at {offset} outside chains")))?;
+            let next_is_head = entries.get(index + 1).is_some_and(|next| next.error);
             if table.chains[chain].hook.is_none() && next_is_head {
-                if entry.verdict(&old) != Some(VERDICT_RETURN) {
-                    return Err(corrupt(format!("chain {} ends without RETURN", table.chains[chain].name)));
+                if entry.verdict != Some(VERDICT_RETURN) {
+                    return Err(corrupt(format!(
+                        "chain {} ends without RETURN",
+                        table.chains[chain].name
+                    )));
                 }
                 current = None;
                 continue;
             }
-            let jump = match entry.verdict(&old) {
+            let jump = match entry.verdict {
                 Some(v) if v >= 0 && v as usize == offset + entry.size => RuleJump::Fallthrough,
                 Some(v) if v >= 0 => {
                     pending.push((chain, table.chains[chain].rules.len(), v as usize));
@@ -198,9 +194,10 @@ impl Table {
             });
         }
         for (chain, rule, target) in pending {
-            let to = *first_rule
-                .get(&target)
-                .ok_or_else(|| corrupt(format!("jump to offset {target}")))?;
+            let found = first_rule
+                .binary_search_by_key(&target, |&(offset, _)| offset)
+                .map_err(|_| corrupt(format!("jump to offset {target}")))?;
+            let to = first_rule[found].1;
             table.chains[chain].rules[rule].jump = RuleJump::Chain(to);
             table.chains[to].references += 1;
         }
@@ -225,7 +222,10 @@ impl Table {
 
     /// The table's chain names, built-in ones first.
     pub fn chain_names(&self) -> Vec<&str> {
-        self.order().into_iter().map(|c| self.chains[c].name.as_str()).collect()
+        self.order()
+            .into_iter()
+            .map(|c| self.chains[c].name.as_str())
+            .collect()
     }
 
     /// Applies a section's commands, as `iptables-restore --noflush` does.
@@ -323,10 +323,14 @@ impl Table {
         let c = self.existing(chain)?;
         let target = &self.chains[c];
         if target.hook.is_some() {
-            return Err(XtError::Invalid(format!("cannot delete built-in chain {chain}")));
+            return Err(XtError::Invalid(format!(
+                "cannot delete built-in chain {chain}"
+            )));
         }
         if target.references > 0 {
-            return Err(XtError::Invalid(format!("chain {chain} is still referenced")));
+            return Err(XtError::Invalid(format!(
+                "chain {chain} is still referenced"
+            )));
         }
         if !target.rules.is_empty() {
             return Err(XtError::Invalid(format!("chain {chain} is not empty")));
@@ -386,7 +390,11 @@ impl Table {
         let ranges = [
             0..layout.comefrom,
             layout.counters + COUNTERS_SIZE..if skip_verdict { verdict } else { x.len() },
-            if skip_verdict { verdict + 4..x.len() } else { 0..0 },
+            if skip_verdict {
+                verdict + 4..x.len()
+            } else {
+                0..0
+            },
         ];
         ranges.into_iter().all(|r| x.get(r.clone()) == y.get(r))
     }
@@ -400,7 +408,12 @@ impl Table {
         let mut user: Vec<usize> = (0..self.chains.len())
             .filter(|&c| self.chains[c].hook.is_none() && !self.chains[c].deleted)
             .collect();
-        user.sort_by(|&a, &b| self.chains[a].name.as_bytes().cmp(self.chains[b].name.as_bytes()));
+        user.sort_by(|&a, &b| {
+            self.chains[a]
+                .name
+                .as_bytes()
+                .cmp(self.chains[b].name.as_bytes())
+        });
         builtin.extend(user);
         builtin
     }
@@ -421,7 +434,12 @@ impl Table {
                 entries += 1;
             }
             first_rule[c] = size;
-            size += chain.rules.iter().map(|r| self.bytes(r).len()).sum::<usize>() + foot_size;
+            size += chain
+                .rules
+                .iter()
+                .map(|r| self.bytes(r).len())
+                .sum::<usize>()
+                + foot_size;
             entries += chain.rules.len() + 1;
         }
         size += head_size;
@@ -497,7 +515,8 @@ impl Table {
     /// The `IPT_SO_SET_ADD_COUNTERS` argument that gives the new table's kept rules the
     /// counters the kernel returned for the old table, or `None` when all are zero.
     pub fn counters(&self, replacement: &Replacement, old_counters: &[u8]) -> Option<Vec<u8>> {
-        let mut out = vec![0u8; COUNTERS_INFO_HEADER + COUNTERS_SIZE * replacement.counter_map.len()];
+        let mut out =
+            vec![0u8; COUNTERS_INFO_HEADER + COUNTERS_SIZE * replacement.counter_map.len()];
         let mut any = false;
         for (new, old) in replacement.counter_map.iter().enumerate() {
             let Some(old) = old else { continue };
@@ -516,40 +535,49 @@ impl Table {
         }
         let name = self.name.as_bytes();
         out[..name.len()].copy_from_slice(name);
-        layout::put_u32(&mut out, TABLE_NAME_LEN, replacement.counter_map.len() as u32);
+        layout::put_u32(
+            &mut out,
+            TABLE_NAME_LEN,
+            replacement.counter_map.len() as u32,
+        );
         Some(out)
     }
 }
 
 /// The parts of one entry the decoder looks at.
-struct Entry<'a> {
+struct Entry {
+    offset: usize,
     size: usize,
+    /// The target's offset in the entry.
     target: usize,
-    target_name: &'a [u8],
+    /// The target is `ERROR` (a chain head, or the table's end).
+    error: bool,
+    /// The verdict of a standard target.
+    verdict: Option<i32>,
 }
 
-impl<'a> Entry<'a> {
-    fn at(blob: &'a [u8], offset: usize, layout: &EntryLayout) -> Option<Entry<'a>> {
+impl Entry {
+    fn at(blob: &[u8], offset: usize, layout: &EntryLayout) -> Option<Entry> {
         let target = usize::from(layout::read_u16(blob, offset + layout.target_offset)?);
         let size = usize::from(layout::read_u16(blob, offset + layout.target_offset + 2)?);
-        let name = blob.get(offset + target + 2..offset + target + 2 + layout::EXTENSION_NAME_LEN)?;
-        if target < layout.size || target + EXTENSION_HEADER > size {
+        if target < layout.size || target + EXTENSION_HEADER > size || offset + size > blob.len() {
             return None;
         }
+        let name =
+            c_name(&blob[offset + target + 2..offset + target + 2 + layout::EXTENSION_NAME_LEN]);
+        let verdict = if name.is_empty() {
+            let at = offset + target + EXTENSION_HEADER;
+            Some(i32::from_ne_bytes(blob.get(at..at + 4)?.try_into().ok()?))
+        } else {
+            None
+        };
         Some(Entry {
+            offset,
             size,
-            target: offset + target,
-            target_name: c_name(name),
+            target,
+            error: name == ERROR_TARGET.as_bytes(),
+            verdict,
         })
-    }
-
-    /// The verdict of a standard target.
-    fn verdict(&self, blob: &[u8]) -> Option<i32> {
-        if !self.target_name.is_empty() {
-            return None;
-        }
-        let at = self.target + EXTENSION_HEADER;
-        Some(i32::from_ne_bytes(blob.get(at..at + 4)?.try_into().ok()?))
     }
 }
 
@@ -657,10 +685,20 @@ mod tests {
         );
         assert_eq!(
             table.chain_names(),
-            ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "KUBE-SEP-A", "KUBE-SVC-B"]
+            [
+                "PREROUTING",
+                "INPUT",
+                "OUTPUT",
+                "POSTROUTING",
+                "KUBE-SEP-A",
+                "KUBE-SVC-B"
+            ]
         );
         let svc = table.by_name["KUBE-SVC-B"];
-        assert!(matches!(table.chains[svc].rules[0].jump, RuleJump::Chain(_)));
+        assert!(matches!(
+            table.chains[svc].rules[0].jump,
+            RuleJump::Chain(_)
+        ));
         assert_eq!(table.chains[table.by_name["KUBE-SEP-A"]].references, 1);
     }
 
@@ -671,7 +709,14 @@ mod tests {
         let table = table_after(Family::V4, &[first, second]);
         assert_eq!(
             table.chain_names(),
-            ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "KUBE-SERVICES", "KUBE-SVC-A"]
+            [
+                "PREROUTING",
+                "INPUT",
+                "OUTPUT",
+                "POSTROUTING",
+                "KUBE-SERVICES",
+                "KUBE-SVC-A"
+            ]
         );
         let services = &table.chains[table.by_name["KUBE-SERVICES"]];
         assert_eq!(services.rules.len(), 2);
@@ -683,10 +728,19 @@ mod tests {
     fn refusals_match_the_tools() {
         let (info, blob) = initial_entries(Family::V4, NAT_HOOKS);
         let cases = [
-            ("*nat\n:KUBE-A - [0:0]\n:KUBE-B - [0:0]\n-A KUBE-A -j KUBE-B\n-X KUBE-B\nCOMMIT\n", "still referenced"),
+            (
+                "*nat\n:KUBE-A - [0:0]\n:KUBE-B - [0:0]\n-A KUBE-A -j KUBE-B\n-X KUBE-B\nCOMMIT\n",
+                "still referenced",
+            ),
             ("*nat\n-A KUBE-NONE -j ACCEPT\nCOMMIT\n", "does not exist"),
-            ("*nat\n:KUBE-A - [0:0]\n-D KUBE-A -j ACCEPT\nCOMMIT\n", "no such rule"),
-            ("*nat\n:KUBE-A - [0:0]\n-I KUBE-A 3 -j ACCEPT\nCOMMIT\n", "too big"),
+            (
+                "*nat\n:KUBE-A - [0:0]\n-D KUBE-A -j ACCEPT\nCOMMIT\n",
+                "no such rule",
+            ),
+            (
+                "*nat\n:KUBE-A - [0:0]\n-I KUBE-A 3 -j ACCEPT\nCOMMIT\n",
+                "too big",
+            ),
         ];
         for (input, message) in cases {
             let mut table = Table::decode(Family::V4, "nat", info, blob.clone()).expect("decode");
@@ -715,6 +769,8 @@ mod tests {
         old_counters[0] = 7;
         let counters = table.counters(&replacement, &old_counters).expect("some");
         assert_eq!(counters[COUNTERS_INFO_HEADER], 7);
-        assert!(table.counters(&replacement, &vec![0; old_entries * COUNTERS_SIZE]).is_none());
+        assert!(table
+            .counters(&replacement, &vec![0; old_entries * COUNTERS_SIZE])
+            .is_none());
     }
 }

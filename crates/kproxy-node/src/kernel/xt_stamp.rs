@@ -4,11 +4,11 @@
 //! (about a second at 10,000 services), so the agent's periodic check compares stamps
 //! first and lists rules only when a table changed.
 
+use super::xt_socket::XtSocket;
 use kproxy_model::IpFamily;
+use kproxy_xtables::layout::TABLE_NAME_LEN;
 use std::hash::{DefaultHasher, Hasher};
 use std::io;
-use super::xt_socket::XtSocket;
-use kproxy_xtables::layout::TABLE_NAME_LEN;
 
 /// A value that changes whenever a table's rules are added, deleted or replaced by rules
 /// of another size (and, in practice, whenever anything in the table changes).
