@@ -80,7 +80,8 @@ pub fn run_xtables_restore(args: &XtablesRestoreArgs) -> i32 {
             return fall_back(args, &input, &format!("opening a raw socket: {e}"));
         }
     };
-    for section in sections {
+    // Like libiptc, a table the input does not change is not written.
+    for section in sections.into_iter().filter(|s| !s.commands.is_empty()) {
         let rest = section.span.start;
         if let Err(e) = write_section(&socket, family, section) {
             drop(lock);

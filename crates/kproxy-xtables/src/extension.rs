@@ -494,8 +494,8 @@ impl Recent {
         data[10..10 + name.len()].copy_from_slice(&name);
         data[210] = u8::from(self.dest);
         match (self.mask, family) {
-            (None, Family::V4) => data[212..216].fill(0xff),
-            (None, Family::V6) => data[212..228].fill(0xff),
+            // libxt_recent sets the whole 16-byte mask, whatever the family.
+            (None, _) => data[212..228].fill(0xff),
             (Some(mask), _) if mask.is_ipv4() == (family == Family::V4) => {
                 put_addr(&mut data[212..228], mask)
             }
@@ -534,9 +534,16 @@ impl Ports {
                 ("udp", 0, data)
             }
             PortProtocol::Sctp => {
-                push_range(&mut data, dest);
-                push_range(&mut data, source);
-                data.resize(60, 0);
+                // `xt_sctp_info`: ports, a chunk map (a bit for each of 256 types), the match type, four
+                // flag infos and their count, then the flags.
+                // Unlike tcp and udp, libxt_sctp leaves ports it was not given at 0-0 (the
+                // flags say which apply) and marks each flag info's chunk type unused (-1).
+                push_range(&mut data, self.dest.unwrap_or((0, 0)));
+                push_range(&mut data, self.source.unwrap_or((0, 0)));
+                data.resize(284, 0);
+                for info in 0..4 {
+                    data[268 + 3 * info] = 0xff;
+                }
                 let given =
                     u32::from(self.source.is_some()) | (u32::from(self.dest.is_some()) << 1);
                 data.extend_from_slice(&given.to_ne_bytes());
@@ -704,7 +711,7 @@ mod tests {
             (encode("comment", false, &[("--comment", "x")]), 288),
             (encode("tcp", false, &[("--dport", "80")]), 48),
             (encode("udp", false, &[("--dport", "53")]), 48),
-            (encode("sctp", false, &[("--dport", "9")]), 104),
+            (encode("sctp", false, &[("--dport", "9")]), 328),
             (
                 encode("DNAT", true, &[("--to-destination", "10.0.0.1:80")]),
                 80,
