@@ -1,6 +1,9 @@
-//! The matches and targets kube-proxy's rules use, each built from its options into the
-//! structure the kernel module reads, at the revision `iptables` 1.8 picks on current
-//! kernels. Any other extension, option or value form is [`XtError::Unsupported`].
+//! The matches and targets kube-proxy's rules use, each built from the options kproxy
+//! writes into the structure the kernel module reads, at the revision `iptables` 1.8 picks
+//! on current kernels, byte for byte as `iptables-legacy-restore` builds it (the kernel
+//! tests compare the tables). Any other extension, option or value form is
+//! [`XtError::Unsupported`], so that it goes to the real tool rather than being encoded
+//! untested.
 
 use crate::layout::{align, Family, EXTENSION_HEADER, EXTENSION_NAME_LEN, REVISION_OFFSET};
 use crate::{Result, XtError};
@@ -24,9 +27,8 @@ impl Encoded {
         let start = out.len();
         out.resize(start + size, 0);
         out[start..start + 2].copy_from_slice(&(size as u16).to_ne_bytes());
-        let name = self.name.as_bytes();
-        out[start + 2..start + 2 + name.len().min(EXTENSION_NAME_LEN - 1)]
-            .copy_from_slice(&name[..name.len().min(EXTENSION_NAME_LEN - 1)]);
+        let name = &self.name.as_bytes()[..self.name.len().min(EXTENSION_NAME_LEN - 1)];
+        out[start + 2..start + 2 + name.len()].copy_from_slice(name);
         out[start + REVISION_OFFSET] = self.revision;
         out[start + EXTENSION_HEADER..start + EXTENSION_HEADER + self.data.len()]
             .copy_from_slice(&self.data);
@@ -53,85 +55,60 @@ pub enum Extension {
     Statistic {
         random: bool,
         probability: Option<u32>,
-        invert: bool,
     },
-    /// `-m recent --name N --mask M --set | --rcheck --seconds S --reap ...`.
-    Recent(Recent),
+    /// `-m recent --name N --set`, or `--name N --rcheck --seconds S --reap`.
+    Recent {
+        name: Option<Vec<u8>>,
+        seconds: u32,
+        flags: u8,
+    },
     /// `-m nfacct --nfacct-name NAME`.
     Nfacct(Vec<u8>),
     /// `-m conntrack [!] --ctstate STATES`.
     Conntrack { states: u16, invert: bool },
     /// `-m addrtype [!] --src-type T [!] --dst-type T`.
     Addrtype { source: u16, dest: u16, flags: u32 },
-    /// `-m tcp|udp|sctp [!] --sport P[:P] [!] --dport P[:P]`.
-    Ports(Ports),
-    /// `-j DNAT --to-destination ADDR[:PORT]`.
-    Dnat {
-        to: Option<(IpAddr, Option<u16>)>,
-        flags: u32,
+    /// `-m tcp|udp|sctp [--dport P]`.
+    Ports {
+        protocol: PortProtocol,
+        dest: Option<u16>,
     },
-    /// `-j MARK --or-mark | --xor-mark | --set-xmark`.
-    MarkTarget { mark: u32, mask: u32, set: bool },
-    /// `-j MASQUERADE [--random | --random-fully]`.
-    Masquerade { flags: u32 },
+    /// `-j DNAT --to-destination ADDR[:PORT]`.
+    Dnat(Option<(IpAddr, Option<u16>)>),
+    /// `-j MARK --or-mark BITS` or `--xor-mark BITS`: the mark and mask of `xt_mark_tginfo2`.
+    MarkTarget(Option<(u32, u32)>),
+    /// `-j MASQUERADE [--random-fully]`.
+    Masquerade { random_fully: bool },
     /// `-j REJECT`.
     Reject,
 }
 
-/// `xt_recent_mtinfo_v1` being built.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Recent {
-    seconds: u32,
-    hit_count: u32,
-    check_set: u8,
-    invert: bool,
-    name: Option<Vec<u8>>,
-    dest: bool,
-    mask: Option<IpAddr>,
-}
-
-/// Port ranges of a tcp, udp or sctp match.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ports {
-    protocol: PortProtocol,
-    source: Option<(u16, u16)>,
-    dest: Option<(u16, u16)>,
-    invert_source: bool,
-    invert_dest: bool,
-}
-
+/// The protocol of a port match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PortProtocol {
+pub enum PortProtocol {
+    /// `-m tcp`.
     Tcp,
+    /// `-m udp`.
     Udp,
+    /// `-m sctp`.
     Sctp,
 }
 
 /// `XT_RECENT_*` flags of `check_set`.
 const RECENT_CHECK: u8 = 1;
 const RECENT_SET: u8 = 2;
-const RECENT_UPDATE: u8 = 4;
-const RECENT_REMOVE: u8 = 8;
-const RECENT_TTL: u8 = 16;
 const RECENT_REAP: u8 = 32;
 /// `NF_NAT_RANGE_*` flags.
 const NAT_MAP_IPS: u32 = 1;
 const NAT_PROTO_SPECIFIED: u32 = 2;
-const NAT_PROTO_RANDOM: u32 = 4;
-const NAT_PERSISTENT: u32 = 8;
 const NAT_PROTO_RANDOM_FULLY: u32 = 16;
 
 impl Extension {
     /// The match `-m name` starts.
     pub fn new_match(name: &str) -> Result<Extension> {
-        let ports = |protocol| {
-            Extension::Ports(Ports {
-                protocol,
-                source: None,
-                dest: None,
-                invert_source: false,
-                invert_dest: false,
-            })
+        let ports = |protocol| Extension::Ports {
+            protocol,
+            dest: None,
         };
         Ok(match name {
             "comment" => Extension::Comment(Vec::new()),
@@ -143,9 +120,12 @@ impl Extension {
             "statistic" => Extension::Statistic {
                 random: false,
                 probability: None,
-                invert: false,
             },
-            "recent" => Extension::Recent(Recent::default()),
+            "recent" => Extension::Recent {
+                name: None,
+                seconds: 0,
+                flags: 0,
+            },
             "nfacct" => Extension::Nfacct(Vec::new()),
             "conntrack" => Extension::Conntrack {
                 states: 0,
@@ -167,13 +147,11 @@ impl Extension {
     /// chain or a standard verdict).
     pub fn new_target(name: &str) -> Option<Extension> {
         Some(match name {
-            "DNAT" => Extension::Dnat { to: None, flags: 0 },
-            "MARK" => Extension::MarkTarget {
-                mark: 0,
-                mask: 0,
-                set: false,
+            "DNAT" => Extension::Dnat(None),
+            "MARK" => Extension::MarkTarget(None),
+            "MASQUERADE" => Extension::Masquerade {
+                random_fully: false,
             },
-            "MASQUERADE" => Extension::Masquerade { flags: 0 },
             "REJECT" => Extension::Reject,
             _ => return None,
         })
@@ -182,46 +160,34 @@ impl Extension {
     /// Whether `option` is one of this extension's, and whether it takes a value.
     pub fn arity(&self, option: &str) -> Option<Arity> {
         let value = Some(Arity::Value);
-        let flag = Some(Arity::Flag);
         match (self, option) {
             (Extension::Comment(_), "--comment") => value,
             (Extension::Mark { .. }, "--mark") => value,
             (Extension::Statistic { .. }, "--mode" | "--probability") => value,
-            (Extension::Recent(_), "--name" | "--seconds" | "--hitcount" | "--mask") => value,
-            (
-                Extension::Recent(_),
-                "--set" | "--rcheck" | "--update" | "--remove" | "--rttl" | "--reap" | "--rsource"
-                | "--rdest",
-            ) => flag,
+            (Extension::Recent { .. }, "--name" | "--seconds") => value,
+            (Extension::Recent { .. }, "--set" | "--rcheck" | "--reap") => Some(Arity::Flag),
             (Extension::Nfacct(_), "--nfacct-name") => value,
             (Extension::Conntrack { .. }, "--ctstate") => value,
             (Extension::Addrtype { .. }, "--src-type" | "--dst-type") => value,
-            (Extension::Addrtype { .. }, "--limit-iface-in" | "--limit-iface-out") => flag,
-            (
-                Extension::Ports(_),
-                "--dport" | "--destination-port" | "--sport" | "--source-port",
-            ) => value,
-            (Extension::Dnat { .. }, "--to-destination") => value,
-            (Extension::Dnat { .. } | Extension::Masquerade { .. }, "--random") => flag,
-            (Extension::Dnat { .. } | Extension::Masquerade { .. }, "--random-fully") => flag,
-            (Extension::Dnat { .. }, "--persistent") => flag,
-            (Extension::MarkTarget { .. }, "--or-mark" | "--xor-mark" | "--set-xmark") => value,
+            (Extension::Ports { .. }, "--dport") => value,
+            (Extension::Dnat(_), "--to-destination") => value,
+            (Extension::MarkTarget(_), "--or-mark" | "--xor-mark") => value,
+            (Extension::Masquerade { .. }, "--random-fully") => Some(Arity::Flag),
             _ => None,
         }
     }
 
     /// Takes one option (already known to be this extension's, see [`Extension::arity`]).
     pub fn option(&mut self, option: &str, invert: bool, value: &str) -> Result<()> {
-        let no_invert = |what: &str| {
-            if invert {
-                Err(unsupported(format!("! {what}")))
-            } else {
-                Ok(())
-            }
-        };
+        let invertible = matches!(
+            self,
+            Extension::Mark { .. } | Extension::Conntrack { .. } | Extension::Addrtype { .. }
+        );
+        if invert && !invertible {
+            return Err(unsupported(format!("! {option}")));
+        }
         match self {
             Extension::Comment(text) => {
-                no_invert(option)?;
                 if value.len() > 255 {
                     return Err(XtError::Invalid(
                         "comment may not be longer than 255 bytes".into(),
@@ -232,19 +198,18 @@ impl Extension {
             Extension::Mark {
                 mark,
                 mask,
-                invert: inv,
+                invert: inverted,
             } => {
                 let (value, value_mask) = parse_mark(value)?;
                 *mark = value;
                 *mask = value_mask.unwrap_or(u32::MAX);
-                *inv = invert;
+                *inverted = invert;
             }
             Extension::Statistic {
                 random,
                 probability,
-                invert: inv,
             } => match option {
-                "--mode" if value == "random" && !invert => *random = true,
+                "--mode" if value == "random" => *random = true,
                 "--probability" => {
                     let p: f64 = value
                         .parse()
@@ -253,13 +218,26 @@ impl Extension {
                         return Err(XtError::Invalid(format!("bad probability {value:?}")));
                     }
                     *probability = Some((f64::from(0x8000_0000u32) * p).round() as u32);
-                    *inv = invert;
                 }
                 _ => return Err(unsupported(format!("statistic {option} {value}"))),
             },
-            Extension::Recent(recent) => recent.option(option, invert, value)?,
+            Extension::Recent {
+                name,
+                seconds,
+                flags,
+            } => match option {
+                "--name" => {
+                    if value.is_empty() || value.len() >= 200 {
+                        return Err(XtError::Invalid(format!("bad recent name {value:?}")));
+                    }
+                    *name = Some(value.as_bytes().to_vec());
+                }
+                "--seconds" => *seconds = parse_u32(value)?,
+                "--set" => *flags |= RECENT_SET,
+                "--rcheck" => *flags |= RECENT_CHECK,
+                _ => *flags |= RECENT_REAP,
+            },
             Extension::Nfacct(name) => {
-                no_invert(option)?;
                 if value.is_empty() || value.len() >= 32 {
                     return Err(XtError::Invalid(format!("bad nfacct name {value:?}")));
                 }
@@ -267,65 +245,39 @@ impl Extension {
             }
             Extension::Conntrack {
                 states,
-                invert: inv,
+                invert: inverted,
             } => {
                 *states = parse_ctstates(value)?;
-                *inv = invert;
+                *inverted = invert;
             }
             Extension::Addrtype {
                 source,
                 dest,
                 flags,
-            } => match option {
-                "--src-type" => {
-                    *source = parse_addrtypes(value)?;
-                    *flags |= if invert { 1 } else { 0 };
-                }
-                "--dst-type" => {
-                    *dest = parse_addrtypes(value)?;
-                    *flags |= if invert { 2 } else { 0 };
-                }
-                "--limit-iface-in" => *flags |= 4,
-                _ => *flags |= 8,
-            },
-            Extension::Ports(ports) => {
-                let range = parse_port_range(value)?;
-                if option.starts_with("--d") {
-                    ports.dest = Some(range);
-                    ports.invert_dest = invert;
+            } => {
+                let types = parse_addrtypes(value)?;
+                if option == "--src-type" {
+                    *source = types;
+                    *flags |= u32::from(invert);
                 } else {
-                    ports.source = Some(range);
-                    ports.invert_source = invert;
+                    *dest = types;
+                    *flags |= u32::from(invert) << 1;
                 }
             }
-            Extension::Dnat { to, flags } => {
-                no_invert(option)?;
-                match option {
-                    "--to-destination" => *to = Some(parse_nat_destination(value)?),
-                    "--random" => *flags |= NAT_PROTO_RANDOM,
-                    "--random-fully" => *flags |= NAT_PROTO_RANDOM_FULLY,
-                    _ => *flags |= NAT_PERSISTENT,
+            Extension::Ports { dest, .. } => *dest = Some(parse_port(value)?),
+            Extension::Dnat(to) => *to = Some(parse_nat_destination(value)?),
+            Extension::MarkTarget(mark) => {
+                let (bits, mask) = parse_mark(value)?;
+                if mask.is_some() {
+                    return Err(XtError::Invalid(format!("bad MARK value {value:?}")));
                 }
-            }
-            Extension::MarkTarget { mark, mask, set } => {
-                no_invert(option)?;
-                let (bits, given_mask) = parse_mark(value)?;
-                match option {
-                    "--or-mark" if given_mask.is_none() => (*mark, *mask) = (bits, bits),
-                    "--xor-mark" if given_mask.is_none() => (*mark, *mask) = (bits, 0),
-                    "--set-xmark" => (*mark, *mask) = (bits, given_mask.unwrap_or(u32::MAX)),
-                    _ => return Err(XtError::Invalid(format!("bad MARK value {value:?}"))),
-                }
-                *set = true;
-            }
-            Extension::Masquerade { flags } => {
-                no_invert(option)?;
-                *flags |= if option == "--random" {
-                    NAT_PROTO_RANDOM
+                *mark = Some(if option == "--or-mark" {
+                    (bits, bits)
                 } else {
-                    NAT_PROTO_RANDOM_FULLY
-                };
+                    (bits, 0)
+                });
             }
+            Extension::Masquerade { random_fully } => *random_fully = true,
             Extension::Reject => return Err(unsupported(format!("REJECT {option}"))),
         }
         Ok(())
@@ -349,21 +301,34 @@ impl Extension {
             Extension::Statistic {
                 random,
                 probability,
-                invert,
             } => {
                 let Some(probability) = probability.filter(|_| random) else {
                     return Err(XtError::Invalid(
                         "statistic needs --mode random --probability".into(),
                     ));
                 };
+                // Mode and flags 0, the probability, and (as iptables leaves it) the
+                // probability again in the unused nth counter; the kernel's pointer last.
                 let mut data = vec![0u8; 24];
-                data[2..4].copy_from_slice(&u16::from(invert).to_ne_bytes());
                 data[4..8].copy_from_slice(&probability.to_ne_bytes());
-                // iptables also leaves the probability in the (unused) nth counter.
                 data[12..16].copy_from_slice(&probability.to_ne_bytes());
                 ("statistic", 0, data)
             }
-            Extension::Recent(recent) => ("recent", 1, recent.finish(family)?),
+            Extension::Recent {
+                name,
+                seconds,
+                flags,
+            } => {
+                // `xt_recent_mtinfo_v1`: seconds, hit count, flags, inversion, the list's
+                // name, the side (source), then a 16-byte mask, all ones by default.
+                let mut data = vec![0u8; 228];
+                data[0..4].copy_from_slice(&seconds.to_ne_bytes());
+                data[8] = flags;
+                let name = name.unwrap_or_else(|| b"DEFAULT".to_vec());
+                data[10..10 + name.len()].copy_from_slice(&name);
+                data[212..228].fill(0xff);
+                ("recent", 1, data)
+            }
             Extension::Nfacct(text) => {
                 if text.is_empty() {
                     return Err(XtError::Invalid("nfacct needs --nfacct-name".into()));
@@ -373,6 +338,8 @@ impl Extension {
                 ("nfacct", 1, data)
             }
             Extension::Conntrack { states, invert } => {
+                // `xt_conntrack_mtinfo3`: eight addresses, expiry, ports, then the match
+                // flags (state only), inversions and the state mask.
                 let mut data = vec![0u8; 164];
                 data[146..148].copy_from_slice(&1u16.to_ne_bytes());
                 data[148..150].copy_from_slice(&u16::from(invert).to_ne_bytes());
@@ -390,8 +357,8 @@ impl Extension {
                 data.extend_from_slice(&flags.to_ne_bytes());
                 ("addrtype", 1, data)
             }
-            Extension::Ports(ports) => ports.finish(),
-            Extension::Dnat { to, flags } => {
+            Extension::Ports { protocol, dest } => ports(protocol, dest),
+            Extension::Dnat(to) => {
                 let Some((addr, port)) = to else {
                     return Err(XtError::Invalid("DNAT needs --to-destination".into()));
                 };
@@ -400,8 +367,10 @@ impl Extension {
                         "DNAT to {addr} in the wrong family"
                     )));
                 }
+                // `nf_nat_range2`: flags, lowest and highest address, lowest and highest
+                // port (network order), base port.
                 let mut data = vec![0u8; 44];
-                let mut flags = flags | NAT_MAP_IPS;
+                let mut flags = NAT_MAP_IPS;
                 put_addr(&mut data[4..20], addr);
                 put_addr(&mut data[20..36], addr);
                 if let Some(port) = port {
@@ -412,29 +381,36 @@ impl Extension {
                 data[0..4].copy_from_slice(&flags.to_ne_bytes());
                 ("DNAT", 2, data)
             }
-            Extension::MarkTarget { mark, mask, set } => {
-                if !set {
+            Extension::MarkTarget(mark) => {
+                let Some((mark, mask)) = mark else {
                     return Err(XtError::Invalid("MARK needs an action".into()));
-                }
+                };
                 let mut data = Vec::with_capacity(8);
                 data.extend_from_slice(&mark.to_ne_bytes());
                 data.extend_from_slice(&mask.to_ne_bytes());
                 ("MARK", 2, data)
             }
-            Extension::Masquerade { flags } => match family {
-                Family::V4 => {
-                    let mut data = vec![0u8; 20];
-                    data[0..4].copy_from_slice(&1u32.to_ne_bytes());
-                    data[4..8].copy_from_slice(&flags.to_ne_bytes());
-                    ("MASQUERADE", 0, data)
-                }
-                Family::V6 => {
-                    let mut data = vec![0u8; 40];
-                    data[0..4].copy_from_slice(&flags.to_ne_bytes());
-                    ("MASQUERADE", 0, data)
-                }
-            },
+            Extension::Masquerade { random_fully } => {
+                let flags = if random_fully {
+                    NAT_PROTO_RANDOM_FULLY
+                } else {
+                    0
+                };
+                // IPv4: `nf_nat_ipv4_multi_range_compat` with one range (count, then the
+                // range's flags); IPv6: `nf_nat_range`, flags first.
+                let (mut data, flags_at) = match family {
+                    Family::V4 => {
+                        let mut data = vec![0u8; 20];
+                        data[0..4].copy_from_slice(&1u32.to_ne_bytes());
+                        (data, 4)
+                    }
+                    Family::V6 => (vec![0u8; 40], 0),
+                };
+                data[flags_at..flags_at + 4].copy_from_slice(&flags.to_ne_bytes());
+                ("MASQUERADE", 0, data)
+            }
             Extension::Reject => {
+                // ICMP port unreachable: `IPT_ICMP_PORT_UNREACHABLE`, `IP6T_ICMP6_PORT_UNREACH`.
                 let with: u32 = match family {
                     Family::V4 => 3,
                     Family::V6 => 4,
@@ -450,106 +426,43 @@ impl Extension {
     }
 }
 
-impl Recent {
-    fn option(&mut self, option: &str, invert: bool, value: &str) -> Result<()> {
-        let action = |recent: &mut Recent, bit: u8| {
-            recent.check_set |= bit;
-            recent.invert = invert;
-        };
-        match option {
-            "--name" => {
-                if value.is_empty() || value.len() >= 200 {
-                    return Err(XtError::Invalid(format!("bad recent name {value:?}")));
-                }
-                self.name = Some(value.as_bytes().to_vec());
-            }
-            "--seconds" => self.seconds = parse_u32(value)?,
-            "--hitcount" => self.hit_count = parse_u32(value)?,
-            "--mask" => {
-                self.mask = Some(
-                    value
-                        .parse()
-                        .map_err(|_| XtError::Invalid(format!("bad recent mask {value:?}")))?,
-                )
-            }
-            "--set" => action(self, RECENT_SET),
-            "--rcheck" => action(self, RECENT_CHECK),
-            "--update" => action(self, RECENT_UPDATE),
-            "--remove" => action(self, RECENT_REMOVE),
-            "--rttl" => self.check_set |= RECENT_TTL,
-            "--reap" => self.check_set |= RECENT_REAP,
-            "--rsource" => self.dest = false,
-            _ => self.dest = true,
+/// `xt_tcp`, `xt_udp` or `xt_sctp_info` for a match on the destination port, if any.
+fn ports(protocol: PortProtocol, dest: Option<u16>) -> (&'static str, u8, Vec<u8>) {
+    let mut data = Vec::new();
+    let push_range = |data: &mut Vec<u8>, (low, high): (u16, u16)| {
+        data.extend_from_slice(&low.to_ne_bytes());
+        data.extend_from_slice(&high.to_ne_bytes());
+    };
+    let dest = dest.map(|port| (port, port));
+    let any = (0, u16::MAX);
+    match protocol {
+        PortProtocol::Tcp => {
+            push_range(&mut data, any);
+            push_range(&mut data, dest.unwrap_or(any));
+            data.extend_from_slice(&[0; 4]);
+            ("tcp", 0, data)
         }
-        Ok(())
-    }
-
-    fn finish(self, family: Family) -> Result<Vec<u8>> {
-        let mut data = vec![0u8; 228];
-        data[0..4].copy_from_slice(&self.seconds.to_ne_bytes());
-        data[4..8].copy_from_slice(&self.hit_count.to_ne_bytes());
-        data[8] = self.check_set;
-        data[9] = u8::from(self.invert);
-        let name = self.name.unwrap_or_else(|| b"DEFAULT".to_vec());
-        data[10..10 + name.len()].copy_from_slice(&name);
-        data[210] = u8::from(self.dest);
-        match (self.mask, family) {
-            // libxt_recent sets the whole 16-byte mask, whatever the family.
-            (None, _) => data[212..228].fill(0xff),
-            (Some(mask), _) if mask.is_ipv4() == (family == Family::V4) => {
-                put_addr(&mut data[212..228], mask)
-            }
-            (Some(mask), _) => {
-                return Err(XtError::Invalid(format!(
-                    "recent mask {mask} in the wrong family"
-                )))
-            }
+        PortProtocol::Udp => {
+            push_range(&mut data, any);
+            push_range(&mut data, dest.unwrap_or(any));
+            data.extend_from_slice(&[0; 2]);
+            ("udp", 0, data)
         }
-        Ok(data)
-    }
-}
-
-impl Ports {
-    fn finish(self) -> (&'static str, u8, Vec<u8>) {
-        let full = (0, u16::MAX);
-        let source = self.source.unwrap_or(full);
-        let dest = self.dest.unwrap_or(full);
-        let mut data = Vec::new();
-        let push_range = |data: &mut Vec<u8>, (low, high): (u16, u16)| {
-            data.extend_from_slice(&low.to_ne_bytes());
-            data.extend_from_slice(&high.to_ne_bytes());
-        };
-        let inverted = u8::from(self.invert_source) | (u8::from(self.invert_dest) << 1);
-        match self.protocol {
-            PortProtocol::Tcp => {
-                push_range(&mut data, source);
-                push_range(&mut data, dest);
-                data.extend_from_slice(&[0, 0, 0, inverted]);
-                ("tcp", 0, data)
+        PortProtocol::Sctp => {
+            // Destination and source ports, a chunk map (a bit for each of 256 types), the
+            // match type, four flag infos and their count, the flags and inversions. Unlike
+            // tcp and udp, libxt_sctp leaves ports it was not given at 0-0 (the flags say
+            // which apply) and marks each flag info unused (-1).
+            push_range(&mut data, dest.unwrap_or((0, 0)));
+            push_range(&mut data, (0, 0));
+            data.resize(284, 0);
+            for info in 0..4 {
+                data[268 + 3 * info] = 0xff;
             }
-            PortProtocol::Udp => {
-                push_range(&mut data, source);
-                push_range(&mut data, dest);
-                data.extend_from_slice(&[inverted, 0]);
-                ("udp", 0, data)
-            }
-            PortProtocol::Sctp => {
-                // `xt_sctp_info`: ports, a chunk map (a bit for each of 256 types), the match type, four
-                // flag infos and their count, then the flags.
-                // Unlike tcp and udp, libxt_sctp leaves ports it was not given at 0-0 (the
-                // flags say which apply) and marks each flag info's chunk type unused (-1).
-                push_range(&mut data, self.dest.unwrap_or((0, 0)));
-                push_range(&mut data, self.source.unwrap_or((0, 0)));
-                data.resize(284, 0);
-                for info in 0..4 {
-                    data[268 + 3 * info] = 0xff;
-                }
-                let given =
-                    u32::from(self.source.is_some()) | (u32::from(self.dest.is_some()) << 1);
-                data.extend_from_slice(&given.to_ne_bytes());
-                data.extend_from_slice(&u32::from(inverted).to_ne_bytes());
-                ("sctp", 0, data)
-            }
+            let flags = u32::from(dest.is_some()) << 1;
+            data.extend_from_slice(&flags.to_ne_bytes());
+            data.extend_from_slice(&0u32.to_ne_bytes());
+            ("sctp", 0, data)
         }
     }
 }
@@ -599,27 +512,6 @@ fn parse_port(value: &str) -> Result<u16> {
     value
         .parse()
         .map_err(|_| XtError::Invalid(format!("bad port {value:?}")))
-}
-
-fn parse_port_range(value: &str) -> Result<(u16, u16)> {
-    match value.split_once(':') {
-        Some((low, high)) => {
-            let low = if low.is_empty() { 0 } else { parse_port(low)? };
-            let high = if high.is_empty() {
-                u16::MAX
-            } else {
-                parse_port(high)?
-            };
-            if low > high {
-                return Err(XtError::Invalid(format!("bad port range {value:?}")));
-            }
-            Ok((low, high))
-        }
-        None => {
-            let port = parse_port(value)?;
-            Ok((port, port))
-        }
-    }
 }
 
 fn parse_nat_destination(value: &str) -> Result<(IpAddr, Option<u16>)> {

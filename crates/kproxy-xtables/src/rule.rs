@@ -339,6 +339,12 @@ mod tests {
             "-m tcp -p tcp --tcp-flags SYN SYN -j ACCEPT",
             "-j DNAT --to-destination 10.0.0.1:80-90",
             "-s 10.0.0.0/255.0.0.0 -j ACCEPT",
+            "-m tcp -p tcp --sport 80 -j ACCEPT",
+            "-m tcp -p tcp --dport 80:90 -j ACCEPT",
+            "-m recent --name X --mask 255.255.255.255 --set -j ACCEPT",
+            "-j MARK --set-xmark 0x4000/0x4000",
+            "-j MASQUERADE --random",
+            "-m statistic ! --probability 0.5 -j ACCEPT",
         ] {
             assert!(
                 matches!(encode(Family::V4, text), Err(XtError::Unsupported(_))),
