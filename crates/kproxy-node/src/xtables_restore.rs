@@ -119,13 +119,9 @@ fn write_section(socket: &XtSocket, family: Family, section: Section) -> Result<
 
 /// Hands `input` to the real tool with the same arguments; returns its exit code.
 fn fall_back(args: &XtablesRestoreArgs, input: &[u8], why: &str) -> i32 {
-    let mut tool_args = vec![
-        "-w".to_string(),
-        args.wait.to_string(),
-        "--noflush".to_string(),
-    ];
-    if !args.noflush {
-        tool_args.pop();
+    let mut tool_args = vec!["-w".to_string(), args.wait.to_string()];
+    if args.noflush {
+        tool_args.push("--noflush".to_string());
     }
     if args.counters {
         tool_args.push("--counters".to_string());

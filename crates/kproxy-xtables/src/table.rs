@@ -220,14 +220,6 @@ impl Table {
         index
     }
 
-    /// The table's chain names, built-in ones first.
-    pub fn chain_names(&self) -> Vec<&str> {
-        self.order()
-            .into_iter()
-            .map(|c| self.chains[c].name.as_str())
-            .collect()
-    }
-
     /// Applies a section's commands, as `iptables-restore --noflush` does.
     pub fn apply(&mut self, section: Section) -> Result<()> {
         for command in section.commands {
@@ -610,34 +602,43 @@ fn push_foot(blob: &mut Vec<u8>, layout: &EntryLayout, verdict: i32) {
     append_standard(blob, verdict);
 }
 
-/// The table the kernel starts a namespace with: each valid hook's chain empty, with an
-/// ACCEPT policy (used by tests to build tables without a kernel).
-pub fn initial_entries(family: Family, valid_hooks: u32) -> (TableInfo, Vec<u8>) {
-    let layout = family.layout();
-    let mut blob = Vec::new();
-    let mut info = TableInfo {
-        valid_hooks,
-        hook_entry: [0; HOOKS],
-        underflow: [0; HOOKS],
-        num_entries: 0,
-        size: 0,
-    };
-    for hook in (0..HOOKS).filter(|h| valid_hooks & (1 << h) != 0) {
-        info.hook_entry[hook] = blob.len() as u32;
-        info.underflow[hook] = blob.len() as u32;
-        push_foot(&mut blob, &layout, VERDICT_ACCEPT);
-        info.num_entries += 1;
-    }
-    push_head(&mut blob, &layout, ERROR_TARGET.as_bytes());
-    info.num_entries += 1;
-    info.size = blob.len() as u32;
-    (info, blob)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::restore::parse;
+
+    /// The table the kernel starts a namespace with: each valid hook's chain empty, with an
+    /// ACCEPT policy.
+    fn initial_entries(family: Family, valid_hooks: u32) -> (TableInfo, Vec<u8>) {
+        let layout = family.layout();
+        let mut blob = Vec::new();
+        let mut info = TableInfo {
+            valid_hooks,
+            hook_entry: [0; HOOKS],
+            underflow: [0; HOOKS],
+            num_entries: 0,
+            size: 0,
+        };
+        for hook in (0..HOOKS).filter(|h| valid_hooks & (1 << h) != 0) {
+            info.hook_entry[hook] = blob.len() as u32;
+            info.underflow[hook] = blob.len() as u32;
+            push_foot(&mut blob, &layout, VERDICT_ACCEPT);
+            info.num_entries += 1;
+        }
+        push_head(&mut blob, &layout, ERROR_TARGET.as_bytes());
+        info.num_entries += 1;
+        info.size = blob.len() as u32;
+        (info, blob)
+    }
+
+    /// The table's chain names, built-in ones first.
+    fn chain_names(table: &Table) -> Vec<&str> {
+        table
+            .order()
+            .into_iter()
+            .map(|c| table.chains[c].name.as_str())
+            .collect()
+    }
 
     const NAT_HOOKS: u32 = 0b11011;
 
@@ -684,7 +685,7 @@ mod tests {
             &["*nat\n:KUBE-SVC-B - [0:0]\n:KUBE-SEP-A - [0:0]\n-A KUBE-SVC-B -j KUBE-SEP-A\n-A PREROUTING -j KUBE-SVC-B\nCOMMIT\n"],
         );
         assert_eq!(
-            table.chain_names(),
+            chain_names(&table),
             [
                 "PREROUTING",
                 "INPUT",
@@ -708,7 +709,7 @@ mod tests {
         let second = "*nat\n:KUBE-SVC-B - [0:0]\n-D KUBE-SERVICES -d 10.0.0.2/32 -j KUBE-SVC-B\n-I KUBE-SERVICES 1 -d 10.0.0.3/32 -j KUBE-SVC-A\n-X KUBE-SVC-B\nCOMMIT\n";
         let table = table_after(Family::V4, &[first, second]);
         assert_eq!(
-            table.chain_names(),
+            chain_names(&table),
             [
                 "PREROUTING",
                 "INPUT",
