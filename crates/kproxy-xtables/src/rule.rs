@@ -159,6 +159,8 @@ pub fn encode_rule(family: Family, args: &[String]) -> Result<EncodedRule> {
     layout::put_u16(&mut entry, layout.target_offset, target_offset as u16);
     let next_offset = entry.len() as u16;
     layout::put_u16(&mut entry, layout.target_offset + 2, next_offset);
+    // A first sync holds every rule until the table is written: no spare capacity.
+    entry.shrink_to_fit();
     Ok(EncodedRule { bytes: entry, jump })
 }
 
