@@ -7,41 +7,17 @@
 
 mod fault_support;
 
+use fault_support::held_lock::HeldLock;
 use fault_support::{
     base_args, cluster_with_endpoint, namespace, prerequisites, replace_file, report, run_in,
     AgentProcess, FULL_SYNCS, RESTORE_FAILURES,
 };
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const TEST: &str = "xtables_lock_held";
 
 /// `--iptables-sync-period`.
 const SYNC_PERIOD: Duration = Duration::from_secs(2);
-
-/// An exclusive `flock` on a file, released on drop (as `flock FILE sleep N` would hold it).
-struct HeldLock(File);
-
-impl HeldLock {
-    fn take(path: &Path) -> HeldLock {
-        let file = File::create(path).expect("lock file");
-        // SAFETY: flock on a descriptor we own; no memory is passed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        assert_eq!(rc, 0, "lock: {}", std::io::Error::last_os_error());
-        HeldLock(file)
-    }
-}
-
-impl Drop for HeldLock {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe {
-            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
-        }
-    }
-}
 
 #[test]
 fn a_held_xtables_lock_delays_but_does_not_pile_up_or_lose_changes() {

@@ -47,13 +47,12 @@ use kproxy_xtables::table::TableInfo;
 use kproxy_xtables::Family;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+use support::held_lock::HeldLock;
 
 /// The tables compared after every step.
 const TABLES: [&str; 4] = ["filter", "nat", "mangle", "raw"];
@@ -455,28 +454,6 @@ fn add_nfacct(name: &str) -> std::io::Result<()> {
         (true, true, 0) => Ok(()),
         (true, true, code) => Err(std::io::Error::from_raw_os_error(-code)),
         _ => Err(std::io::Error::other("unexpected netlink reply")),
-    }
-}
-
-/// An exclusive `flock` on a file, released on drop.
-struct HeldLock(File);
-
-impl HeldLock {
-    fn take(path: &Path) -> HeldLock {
-        let file = File::create(path).expect("lock file");
-        // SAFETY: flock on a descriptor we own; no memory is passed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        assert_eq!(rc, 0, "lock: {}", std::io::Error::last_os_error());
-        HeldLock(file)
-    }
-}
-
-impl Drop for HeldLock {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe {
-            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
-        }
     }
 }
 

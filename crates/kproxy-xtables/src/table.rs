@@ -573,16 +573,23 @@ impl Entry {
     }
 }
 
-fn push_head(blob: &mut Vec<u8>, layout: &EntryLayout, name: &[u8]) {
+/// Appends an entry that matches everything, with a target of `target_size` bytes to be
+/// written after it; returns where the target starts.
+fn push_unconditional(blob: &mut Vec<u8>, layout: &EntryLayout, target_size: usize) -> usize {
     let at = blob.len();
     blob.resize(at + layout.size, 0);
     layout::put_u16(blob, at + layout.target_offset, layout.size as u16);
     layout::put_u16(
         blob,
         at + layout.target_offset + 2,
-        (layout.size + ERROR_TARGET_SIZE) as u16,
+        (layout.size + target_size) as u16,
     );
-    let target = blob.len();
+    blob.len()
+}
+
+/// A user chain's head (an `ERROR` target named after the chain), or the table's end.
+fn push_head(blob: &mut Vec<u8>, layout: &EntryLayout, name: &[u8]) {
+    let target = push_unconditional(blob, layout, ERROR_TARGET_SIZE);
     blob.resize(target + ERROR_TARGET_SIZE, 0);
     layout::put_u16(blob, target, ERROR_TARGET_SIZE as u16);
     blob[target + 2..target + 2 + ERROR_TARGET.len()].copy_from_slice(ERROR_TARGET.as_bytes());
@@ -590,15 +597,9 @@ fn push_head(blob: &mut Vec<u8>, layout: &EntryLayout, name: &[u8]) {
     blob[target + EXTENSION_HEADER..target + EXTENSION_HEADER + len].copy_from_slice(&name[..len]);
 }
 
+/// A built-in chain's policy, or a user chain's closing `RETURN`.
 fn push_foot(blob: &mut Vec<u8>, layout: &EntryLayout, verdict: i32) {
-    let at = blob.len();
-    blob.resize(at + layout.size, 0);
-    layout::put_u16(blob, at + layout.target_offset, layout.size as u16);
-    layout::put_u16(
-        blob,
-        at + layout.target_offset + 2,
-        (layout.size + STANDARD_TARGET_SIZE) as u16,
-    );
+    push_unconditional(blob, layout, STANDARD_TARGET_SIZE);
     append_standard(blob, verdict);
 }
 

@@ -11,6 +11,8 @@
 #![allow(dead_code)]
 
 pub mod frames;
+#[path = "../support/held_lock.rs"]
+pub mod held_lock;
 
 use kproxy_lab::agent::{http_get, metric_value};
 use kproxy_lab::netns::enter_named;

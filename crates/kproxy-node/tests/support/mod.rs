@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod held_lock;
 pub mod netns;
 
 use kproxy_model::{parse_manifest, StoreEvent};
