@@ -10,11 +10,11 @@
 
 use crate::kernel::xt_socket::XtSocket;
 use kproxy_model::IpFamily;
-use kproxy_xtables::restore::{parse, Section};
+use kproxy_xtables::restore::{Parser, Section};
 use kproxy_xtables::table::Table;
 use kproxy_xtables::{Family, XtError};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -48,21 +48,23 @@ const DEFAULT_LOCK_FILE: &str = "/run/xtables.lock";
 
 /// Runs the subcommand on standard input; returns the exit code.
 pub fn run_xtables_restore(args: &XtablesRestoreArgs) -> i32 {
-    let mut input = Vec::new();
-    if let Err(e) = io::stdin().lock().read_to_end(&mut input) {
-        eprintln!("kproxy xtables-restore: reading input: {e}");
-        return 1;
-    }
-    let Ok(text) = std::str::from_utf8(&input) else {
-        return fall_back(args, &input, "input is not UTF-8");
+    let family = if args.ipv6 { Family::V6 } else { Family::V4 };
+    let Input {
+        bytes: input,
+        sections,
+    } = match read_input(family) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("kproxy xtables-restore: reading input: {e}");
+            return 1;
+        }
     };
     if !args.noflush {
         return fall_back(args, &input, "only --noflush is written by kproxy");
     }
-    let family = if args.ipv6 { Family::V6 } else { Family::V4 };
-    let sections = match parse(family, text) {
+    let sections = match sections {
         Ok(sections) => sections,
-        Err(e) => return fall_back(args, &input, &e.to_string()),
+        Err(why) => return fall_back(args, &input, &why),
     };
     let lock = match XtablesLock::take(Duration::from_secs(args.wait)) {
         Ok(lock) => lock,
@@ -89,6 +91,41 @@ pub fn run_xtables_restore(args: &XtablesRestoreArgs) -> i32 {
         }
     }
     0
+}
+
+/// Standard input, read to its end.
+struct Input {
+    /// All of it, for the real tool should it be needed.
+    bytes: Vec<u8>,
+    /// Its sections, or why kproxy does not write them.
+    sections: Result<Vec<Section>, String>,
+}
+
+/// Reads standard input to its end, parsing each line as it arrives (so that parsing a
+/// first sync overlaps the agent writing it).
+fn read_input(family: Family) -> io::Result<Input> {
+    let mut input = Vec::new();
+    let mut parser: Result<Parser, String> = Ok(Parser::new(family));
+    let mut stdin = io::stdin().lock();
+    loop {
+        let start = input.len();
+        if stdin.read_until(b'\n', &mut input)? == 0 {
+            break;
+        }
+        if let Ok(lines) = &mut parser {
+            let taken = std::str::from_utf8(&input[start..])
+                .map_err(|_| "input is not UTF-8".to_string())
+                .and_then(|line| lines.line(line).map_err(|e| e.to_string()));
+            if let Err(why) = taken {
+                parser = Err(why);
+            }
+        }
+    }
+    let sections = parser.and_then(|lines| lines.finish().map_err(|e| e.to_string()));
+    Ok(Input {
+        bytes: input,
+        sections,
+    })
 }
 
 /// Reads the section's table from the kernel, applies the section and writes it back.

@@ -42,51 +42,85 @@ pub struct Section {
     pub commands: Vec<Command>,
 }
 
-/// Reads restore input for `family`.
-pub fn parse(family: Family, text: &str) -> Result<Vec<Section>> {
-    let mut sections = Vec::new();
-    let mut open: Option<Section> = None;
-    let mut at = 0;
-    for (number, raw) in text.split_inclusive('\n').enumerate() {
-        let start = at;
-        at += raw.len();
-        let line = raw.trim_end_matches(['\n', '\r']);
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
+/// Restore input read a line at a time, as it arrives.
+#[derive(Debug)]
+pub struct Parser {
+    family: Family,
+    sections: Vec<Section>,
+    open: Option<Section>,
+    /// Bytes and lines read so far.
+    at: usize,
+    lines: usize,
+}
+
+impl Parser {
+    /// A parser for restore input of `family`.
+    pub fn new(family: Family) -> Parser {
+        Parser {
+            family,
+            sections: Vec::new(),
+            open: None,
+            at: 0,
+            lines: 0,
         }
+    }
+
+    /// Takes the next line, with its newline if it has one.
+    pub fn line(&mut self, raw: &str) -> Result<()> {
+        let start = self.at;
+        self.at += raw.len();
+        self.lines += 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            return Ok(());
+        }
+        let number = self.lines;
         let at_line = |e: XtError| match e {
-            XtError::Invalid(m) => XtError::Invalid(format!("line {}: {m}", number + 1)),
+            XtError::Invalid(m) => XtError::Invalid(format!("line {number}: {m}")),
             other => other,
         };
         if let Some(table) = trimmed.strip_prefix('*') {
-            if open.is_some() {
+            if self.open.is_some() {
                 return Err(at_line(XtError::Invalid("table without COMMIT".into())));
             }
-            open = Some(Section {
+            self.open = Some(Section {
                 table: table.to_string(),
                 span: start..start,
                 commands: Vec::new(),
             });
-            continue;
+            return Ok(());
         }
-        let Some(section) = open.as_mut() else {
+        let Some(section) = self.open.as_mut() else {
             return Err(at_line(XtError::Invalid(format!(
                 "{trimmed:?} outside a table"
             ))));
         };
         if trimmed == "COMMIT" {
-            section.span.end = at;
-            sections.extend(open.take());
-            continue;
+            section.span.end = self.at;
+            self.sections.extend(self.open.take());
+            return Ok(());
         }
-        let command = parse_command(family, trimmed).map_err(at_line)?;
+        let command = parse_command(self.family, trimmed).map_err(at_line)?;
         section.commands.push(command);
+        Ok(())
     }
-    if open.is_some() {
-        return Err(XtError::Invalid("input ends without COMMIT".into()));
+
+    /// The sections, once the input has ended.
+    pub fn finish(self) -> Result<Vec<Section>> {
+        if self.open.is_some() {
+            return Err(XtError::Invalid("input ends without COMMIT".into()));
+        }
+        Ok(self.sections)
     }
-    Ok(sections)
+}
+
+/// Reads the whole of `text`, restore input for `family`.
+pub fn parse(family: Family, text: &str) -> Result<Vec<Section>> {
+    let mut parser = Parser::new(family);
+    for raw in text.split_inclusive('\n') {
+        parser.line(raw)?;
+    }
+    parser.finish()
 }
 
 fn parse_command(family: Family, line: &str) -> Result<Command> {
