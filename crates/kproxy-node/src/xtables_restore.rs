@@ -151,6 +151,10 @@ fn write_section(socket: &XtSocket, family: Family, section: Section) -> Result<
             eprintln!("kproxy xtables-restore: table {name} written, its counters not kept: {e}");
         }
     }
+    // The process ends after its last table: freeing the decoded table's hundreds of
+    // thousands of allocations would add about 40 ms (10k services) to every change.
+    std::mem::forget(table);
+    std::mem::forget(replacement);
     Ok(())
 }
 
