@@ -48,7 +48,11 @@ const DEFAULT_LOCK_FILE: &str = "/run/xtables.lock";
 
 /// Runs the subcommand on standard input; returns the exit code.
 pub fn run_xtables_restore(args: &XtablesRestoreArgs) -> i32 {
-    let family = if args.ipv6 { Family::V6 } else { Family::V4 };
+    let (ip_family, family) = if args.ipv6 {
+        (IpFamily::V6, Family::V6)
+    } else {
+        (IpFamily::V4, Family::V4)
+    };
     let Input {
         bytes: input,
         sections,
@@ -69,11 +73,6 @@ pub fn run_xtables_restore(args: &XtablesRestoreArgs) -> i32 {
     let lock = match XtablesLock::take(Duration::from_secs(args.wait)) {
         Ok(lock) => lock,
         Err(code) => return code,
-    };
-    let ip_family = if args.ipv6 {
-        IpFamily::V6
-    } else {
-        IpFamily::V4
     };
     let socket = match XtSocket::open(ip_family) {
         Ok(socket) => socket,

@@ -246,7 +246,8 @@ impl Table {
                 Command::DeleteChain(chain) => self.delete_chain(&chain)?,
                 Command::Append(chain, rule) => {
                     let c = self.existing(&chain)?;
-                    let rule = self.new_rule(rule)?;
+                    let rule = self.resolve(rule)?;
+                    self.add_reference(&rule.jump);
                     self.chains[c].rules.push(rule);
                 }
                 Command::Insert(chain, position, rule) => {
@@ -256,17 +257,17 @@ impl Table {
                             "index of insertion too big in {chain}"
                         )));
                     }
-                    let rule = self.new_rule(rule)?;
+                    let rule = self.resolve(rule)?;
+                    self.add_reference(&rule.jump);
                     self.chains[c].rules.insert(position - 1, rule);
                 }
                 Command::Delete(chain, rule) => {
                     let c = self.existing(&chain)?;
-                    let probe = self.new_rule(rule)?;
+                    let probe = self.resolve(rule)?;
                     let found = self.chains[c]
                         .rules
                         .iter()
                         .position(|r| self.same_rule(r, &probe));
-                    self.drop_reference(&probe.jump);
                     let Some(found) = found else {
                         return Err(XtError::Invalid(format!(
                             "no such rule in {chain} to delete"
@@ -305,6 +306,12 @@ impl Table {
         }
     }
 
+    fn add_reference(&mut self, jump: &RuleJump) {
+        if let RuleJump::Chain(to) = jump {
+            self.chains[*to].references += 1;
+        }
+    }
+
     fn drop_reference(&mut self, jump: &RuleJump) {
         if let RuleJump::Chain(to) = jump {
             self.chains[*to].references -= 1;
@@ -332,7 +339,8 @@ impl Table {
         Ok(())
     }
 
-    fn new_rule(&mut self, rule: EncodedRule) -> Result<Rule> {
+    /// A rule of this restore, its jump resolved to a chain of the table.
+    fn resolve(&self, rule: EncodedRule) -> Result<Rule> {
         let jump = match rule.jump {
             Jump::Fixed => RuleJump::Fixed,
             Jump::Fallthrough => RuleJump::Fallthrough,
@@ -343,7 +351,6 @@ impl Table {
                 if self.chains[to].hook.is_some() {
                     return Err(XtError::Invalid(format!("jump to built-in chain {name}")));
                 }
-                self.chains[to].references += 1;
                 RuleJump::Chain(to)
             }
         };
@@ -641,6 +648,13 @@ mod tests {
             .collect()
     }
 
+    /// The nat table's built-in chains, then `user` chains.
+    fn after_built_ins<'a>(user: &[&'a str]) -> Vec<&'a str> {
+        let mut names = vec!["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"];
+        names.extend_from_slice(user);
+        names
+    }
+
     const NAT_HOOKS: u32 = 0b11011;
 
     fn table_after(family: Family, inputs: &[&str]) -> Table {
@@ -687,14 +701,7 @@ mod tests {
         );
         assert_eq!(
             chain_names(&table),
-            [
-                "PREROUTING",
-                "INPUT",
-                "OUTPUT",
-                "POSTROUTING",
-                "KUBE-SEP-A",
-                "KUBE-SVC-B"
-            ]
+            after_built_ins(&["KUBE-SEP-A", "KUBE-SVC-B"])
         );
         let svc = table.by_name["KUBE-SVC-B"];
         assert!(matches!(
@@ -711,14 +718,7 @@ mod tests {
         let table = table_after(Family::V4, &[first, second]);
         assert_eq!(
             chain_names(&table),
-            [
-                "PREROUTING",
-                "INPUT",
-                "OUTPUT",
-                "POSTROUTING",
-                "KUBE-SERVICES",
-                "KUBE-SVC-A"
-            ]
+            after_built_ins(&["KUBE-SERVICES", "KUBE-SVC-A"])
         );
         let services = &table.chains[table.by_name["KUBE-SERVICES"]];
         assert_eq!(services.rules.len(), 2);
