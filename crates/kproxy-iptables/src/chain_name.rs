@@ -2,8 +2,9 @@
 //! by the first 16 characters of the base32 SHA-256 of the service port (and endpoint),
 //! exactly as upstream names them, so kproxy and kube-proxy chains are interchangeable.
 
-use kproxy_model::{Endpoint, ServicePortName};
+use kproxy_model::ServicePortName;
 use sha2::{Digest, Sha256};
+use std::fmt::Write;
 
 /// The first 16 characters of the standard base32 encoding of SHA-256(`text`).
 pub fn hash16(text: &str) -> String {
@@ -19,9 +20,10 @@ fn push_hash16(out: &mut String, text: &str) {
     data_encoding::BASE32.encode_append(&digest[..10], out);
 }
 
-/// The hash input for a service port: `ns/name:port` + protocol.
-fn service_key(name: &ServicePortName) -> String {
-    format!("{name}{}", name.protocol.lower())
+/// The hash input for a service port, `ns/name:port` + protocol, written into `out`.
+pub fn write_service_key(out: &mut String, name: &ServicePortName) {
+    out.clear();
+    let _ = write!(out, "{name}{}", name.protocol.lower());
 }
 
 /// The per-service chain names of one service port.
@@ -40,24 +42,53 @@ pub struct ServiceChains {
 impl ServiceChains {
     /// The chain names of a service port.
     pub fn of(name: &ServicePortName) -> Self {
-        let hash = hash16(&service_key(name));
+        let mut key = String::new();
+        write_service_key(&mut key, name);
+        ServiceChains::of_key(&key)
+    }
+
+    /// The chain names of the service port whose [`write_service_key`] is `key`.
+    pub fn of_key(key: &str) -> Self {
+        let hash = hash16(key);
+        let chain = |prefix: &str| {
+            let mut name = String::with_capacity(prefix.len() + hash.len());
+            name.push_str(prefix);
+            name.push_str(&hash);
+            name
+        };
         ServiceChains {
-            cluster: format!("KUBE-SVC-{hash}"),
-            local: format!("KUBE-SVL-{hash}"),
-            external: format!("KUBE-EXT-{hash}"),
-            firewall: format!("KUBE-FW-{hash}"),
+            cluster: chain("KUBE-SVC-"),
+            local: chain("KUBE-SVL-"),
+            external: chain("KUBE-EXT-"),
+            firewall: chain("KUBE-FW-"),
         }
     }
 }
 
-/// `KUBE-SEP-…`: the chain of one endpoint of a service port.
-pub fn endpoint_chain(name: &ServicePortName, endpoint: &Endpoint) -> String {
-    let mut key = service_key(name);
-    key.push_str(&endpoint.addr());
-    let mut chain = String::with_capacity(25);
-    chain.push_str("KUBE-SEP-");
-    push_hash16(&mut chain, &key);
-    chain
+/// Names the `KUBE-SEP-…` chains of one service port's endpoints: the hash of the service
+/// key is started once and finished for each endpoint's `ip:port`.
+pub struct EndpointChainHasher {
+    service: Sha256,
+}
+
+impl EndpointChainHasher {
+    /// A hasher for the service port whose [`write_service_key`] is `key`.
+    pub fn new(key: &str) -> Self {
+        EndpointChainHasher {
+            service: Sha256::new_with_prefix(key.as_bytes()),
+        }
+    }
+
+    /// Appends the chain name of the endpoint at `addr` (`ip:port`, `[ip]:port`) to `out`.
+    pub fn push_chain(&self, out: &mut String, addr: &str) {
+        let digest = self
+            .service
+            .clone()
+            .chain_update(addr.as_bytes())
+            .finalize();
+        out.push_str("KUBE-SEP-");
+        data_encoding::BASE32.encode_append(&digest[..10], out);
+    }
 }
 
 /// Whether a chain name is one of the per-service chains kproxy (and kube-proxy) manage.
@@ -83,5 +114,8 @@ mod tests {
         assert_eq!(hash16("ns1/svc1:p80tcp10.180.0.1:80"), "SXIVWICOYRO3J4NJ");
         assert_eq!(hash16("ns4/svc4:p8082tcp"), "EBDQOQU5SJFXRIL3");
         assert_eq!(hash16("ns1/svc1tcp"), "AQI2S6QIMU7PVVRP");
+        let mut chain = String::new();
+        EndpointChainHasher::new("ns1/svc1:p80tcp").push_chain(&mut chain, "10.180.0.1:80");
+        assert_eq!(chain, "KUBE-SEP-SXIVWICOYRO3J4NJ");
     }
 }

@@ -7,15 +7,31 @@
 pub struct ChainNames {
     /// The names, each followed by `\n` (a chain name never contains one).
     joined: String,
+    /// Number of names.
+    count: usize,
 }
 
 impl ChainNames {
     /// Adds a chain unless it is there already.
     pub fn insert(&mut self, chain: &str) {
         if !self.contains(chain) {
-            self.joined.push_str(chain);
-            self.joined.push('\n');
+            self.push_new(chain);
         }
+    }
+
+    /// Adds a chain that is not there yet (an endpoint's chain: each endpoint of a port
+    /// hashes to a name of its own), without looking through the others.
+    pub fn push_new(&mut self, chain: &str) {
+        debug_assert!(!self.contains(chain), "{chain} added twice");
+        self.joined.push_str(chain);
+        self.joined.push('\n');
+        self.count += 1;
+    }
+
+    /// Removes every name, keeping the buffer.
+    pub fn clear(&mut self) {
+        self.joined.clear();
+        self.count = 0;
     }
 
     /// Whether `chain` is one of the names.
@@ -30,7 +46,7 @@ impl ChainNames {
 
     /// Number of names.
     pub fn len(&self) -> usize {
-        self.joined.matches('\n').count()
+        self.count
     }
 
     /// Whether there is no name.
@@ -65,7 +81,7 @@ mod tests {
     fn names_keep_their_order_without_repeats() {
         let mut chains: ChainNames = ["KUBE-SVC-A", "KUBE-SEP-B"].into_iter().collect();
         chains.insert("KUBE-SVC-A");
-        chains.insert("KUBE-SEP-C");
+        chains.push_new("KUBE-SEP-C");
         assert_eq!(
             chains.iter().collect::<Vec<_>>(),
             ["KUBE-SVC-A", "KUBE-SEP-B", "KUBE-SEP-C"]
@@ -75,5 +91,7 @@ mod tests {
         assert!(chains.contains("KUBE-SEP-B"));
         assert!(!chains.contains("KUBE-SEP"));
         assert!(ChainNames::default().is_empty());
+        chains.clear();
+        assert!(chains.is_empty());
     }
 }

@@ -15,7 +15,7 @@ pub mod rule;
 pub mod service;
 pub mod settings;
 
-pub use chain_name::{endpoint_chain, hash16, is_service_chain, ServiceChains};
+pub use chain_name::{hash16, is_service_chain, ServiceChains};
 pub use jumps::{is_builtin_chain, is_verdict, jump_rules, JumpRule, LOCALNET_GUARD_CHAIN};
 pub use proxier::{IptablesProxier, SyncPlan};
 pub use restore_text::RestoreText;

@@ -4,7 +4,7 @@
 use crate::chain_name::is_service_chain;
 use crate::restore_text::{PortText, RestoreText};
 use crate::rule::RuleLine;
-use crate::service::{render_service, RenderContext, ServiceRules};
+use crate::service::{RenderContext, ServiceRenderer, ServiceRules};
 use crate::settings::{
     IptablesSettings, INVALID_DROPPED_COUNTER, LARGE_CLUSTER_ENDPOINTS_THRESHOLD,
 };
@@ -270,18 +270,16 @@ impl IptablesProxier {
             full: false,
             nat_rules_total: self.nat_rules_total,
         };
-        let ctx = RenderContext {
-            settings: &self.settings,
-            large_cluster,
-        };
+        let ctx = RenderContext::new(&self.settings, large_cluster);
         let mut filter = String::new();
         let mut nat_chains = String::new();
         let mut nat_rules = String::new();
         let mut written_rules = 0;
         let mut no_local = (0, 0);
+        let mut renderer = ServiceRenderer::default();
         for service in changed {
             for (name, entry) in snapshot.service_entries(service) {
-                let rules = Arc::new(render_service(&ctx, entry));
+                let rules = Arc::new(renderer.render(&ctx, entry));
                 no_local.0 += usize::from(rules.no_local_internal);
                 no_local.1 += usize::from(rules.no_local_external);
                 let old = self.kernel.get(name);
@@ -441,11 +439,9 @@ impl IptablesProxier {
             .entries()
             .filter(|(name, _)| stale_cache(name))
             .collect();
-        let ctx = RenderContext {
-            settings: &self.settings,
-            large_cluster,
-        };
+        let ctx = RenderContext::new(&self.settings, large_cluster);
         let rendered = render_in_parallel(&ctx, &todo);
+        self.cache.reserve(todo.len());
         for ((name, _), rules) in todo.into_iter().zip(rendered) {
             let cached = CachedService {
                 rules: Arc::new(rules),
@@ -533,9 +529,10 @@ fn render_in_parallel(
         .map_or(1, |n| n.get())
         .min(8);
     if todo.len() < PARALLEL_RENDER_MIN || threads < 2 {
+        let mut renderer = ServiceRenderer::default();
         return todo
             .iter()
-            .map(|(_, entry)| render_service(ctx, entry))
+            .map(|(_, entry)| renderer.render(ctx, entry))
             .collect();
     }
     let chunk = todo.len().div_ceil(threads);
@@ -544,8 +541,9 @@ fn render_in_parallel(
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
+                    let mut renderer = ServiceRenderer::default();
                     part.iter()
-                        .map(|(_, entry)| render_service(ctx, entry))
+                        .map(|(_, entry)| renderer.render(ctx, entry))
                         .collect::<Vec<_>>()
                 })
             })

@@ -1,5 +1,30 @@
 //! A small writer for one iptables rule line, so quoting lives in one place.
 
+use std::net::IpAddr;
+
+/// Rule lines and how many there are, counted as they are written.
+#[derive(Debug, Default)]
+pub struct RuleText {
+    /// The lines, each ending in `\n`.
+    pub text: String,
+    /// Number of lines in `text`.
+    pub lines: usize,
+}
+
+impl RuleText {
+    /// Starts the next line, `-A chain`.
+    pub fn append(&mut self, chain: &str) -> RuleLine<'_> {
+        self.lines += 1;
+        RuleLine::append(&mut self.text, chain)
+    }
+
+    /// Empties the text, keeping its buffer.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.lines = 0;
+    }
+}
+
 /// Appends one rule line (`-A CHAIN args…\n`) to a buffer, word by word.
 pub struct RuleLine<'a> {
     out: &'a mut String,
@@ -36,6 +61,34 @@ impl<'a> RuleLine<'a> {
         self
     }
 
+    /// Adds one address word (`-d 10.0.0.1`), IPv4 written without the formatting
+    /// machinery: a full sync writes several per endpoint.
+    pub fn ip(self, flag: &str, ip: &IpAddr) -> Self {
+        push_flag(self.out, flag);
+        match ip {
+            IpAddr::V4(v4) => {
+                for (index, octet) in v4.octets().into_iter().enumerate() {
+                    if index > 0 {
+                        self.out.push('.');
+                    }
+                    push_decimal(self.out, u32::from(octet));
+                }
+            }
+            IpAddr::V6(_) => {
+                use std::fmt::Write;
+                let _ = write!(self.out, "{ip}");
+            }
+        }
+        self
+    }
+
+    /// Adds one port word (`--dport 80`).
+    pub fn port(self, flag: &str, port: impl Into<u32>) -> Self {
+        push_flag(self.out, flag);
+        push_decimal(self.out, port.into());
+        self
+    }
+
     /// Adds `-j TARGET` and ends the line.
     pub fn jump(self, target: &str) {
         self.out.push_str(" -j ");
@@ -46,6 +99,30 @@ impl<'a> RuleLine<'a> {
     /// Ends the line without a target.
     pub fn end(self) {
         self.out.push('\n');
+    }
+}
+
+/// ` FLAG ` before a value word.
+fn push_flag(out: &mut String, flag: &str) {
+    out.push(' ');
+    out.push_str(flag);
+    out.push(' ');
+}
+
+/// A decimal number.
+fn push_decimal(out: &mut String, mut value: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        out.push(char::from(digit));
     }
 }
 
@@ -66,6 +143,15 @@ pub fn push_quoted(out: &mut String, text: &str) {
         return;
     }
     out.push('"');
+    let plain = text.len() <= MAX_COMMENT_BYTES
+        && text
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    if plain {
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
     let mut used = 0;
     for c in text.chars() {
         let c = if c.is_control() { ' ' } else { c };
@@ -99,6 +185,22 @@ mod tests {
             quoted("ns1/svc1:p80 cluster IP"),
             "\"ns1/svc1:p80 cluster IP\""
         );
+    }
+
+    #[test]
+    fn addresses_and_ports_read_as_display_writes_them() {
+        let mut rules = RuleText::default();
+        for ip in ["10.0.0.1", "0.255.10.100", "fd00::1", "::ffff:1.2.3.4"] {
+            let ip: IpAddr = ip.parse().expect("address");
+            for port in [0u16, 9, 80, 65535] {
+                rules.append("C").ip("-d", &ip).port("--dport", port).end();
+                let line = format!("-A C -d {ip} --dport {port}\n");
+                assert!(rules.text.ends_with(&line), "{}", rules.text);
+            }
+        }
+        assert_eq!(rules.lines, 16);
+        rules.clear();
+        assert_eq!((rules.text.as_str(), rules.lines), ("", 0));
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! filter rules (REJECT/DROP/health-check ACCEPT), and the per-service chains
 //! (`KUBE-EXT/FW/SVC/SVL/SEP`). Pure: model in, text out.
 
-use crate::chain_name::{endpoint_chain, ServiceChains};
+use crate::chain_name::{write_service_key, EndpointChainHasher, ServiceChains};
 use crate::chain_names::ChainNames;
-use crate::probability::probability;
-use crate::rule::RuleLine;
+use crate::probability::Probabilities;
+use crate::rule::{RuleLine, RuleText};
 use crate::settings::{IptablesSettings, LOCALHOST_NODEPORT_COUNTER};
-use kproxy_model::PackedText;
-use kproxy_model::{select_endpoints, Endpoint, IpFamily, ServiceEntry};
-use rustc_hash::FxHashMap;
+use kproxy_model::{
+    select_endpoints, Endpoint, EndpointSelection, IpFamily, PackedText, Packer, Protocol,
+    ServiceEntry,
+};
+use std::fmt::Write;
 use std::net::IpAddr;
 
 /// The rendered text of one service port.
@@ -40,235 +42,429 @@ pub struct RenderContext<'a> {
     pub settings: &'a IptablesSettings,
     /// Drop per-endpoint comments (over 1000 endpoints).
     pub large_cluster: bool,
+    /// The local detector's match for "from a local pod".
+    if_local: String,
+    /// The local detector's match for "not from a local pod".
+    if_not_local: String,
 }
 
-/// Renders the rules of one service port.
-pub fn render_service(ctx: &RenderContext<'_>, entry: &ServiceEntry) -> ServiceRules {
-    let svc = &entry.service;
-    let selection = select_endpoints(svc, &entry.endpoints, &ctx.settings.topology);
-    let chains = ServiceChains::of(&svc.name);
-    let name = svc.name.to_string();
-    let proto = svc.name.protocol.lower();
-    let has_endpoints = selection.has_any;
-    let local_empty = selection.local.is_empty();
-    let has_internal = has_endpoints && !(svc.internal_policy_local && local_empty);
-    let has_external = has_endpoints && !(svc.external_policy_local && local_empty);
-    let internal_chain = if svc.internal_policy_local {
-        &chains.local
-    } else {
-        &chains.cluster
-    };
-    let external_policy_chain = if svc.external_policy_local {
-        &chains.local
-    } else {
-        &chains.cluster
-    };
-    let uses_fw = has_endpoints
-        && !svc.load_balancer_ips.is_empty()
-        && !svc.load_balancer_source_ranges.is_empty();
-    let lb_chain = if uses_fw {
-        &chains.firewall
-    } else {
-        &chains.external
-    };
-    let (filter_target, internal_comment, external_comment) = if !has_endpoints {
-        let comment = format!("{name} has no endpoints");
-        ("REJECT", comment.clone(), comment)
-    } else {
-        let comment = format!("{name} has no local endpoints");
-        ("DROP", comment.clone(), comment)
-    };
-    let port_match = format!("-m {proto} -p {proto}");
-    let mut out = ServiceRules {
-        no_local_internal: has_endpoints && !has_internal,
-        no_local_external: has_endpoints && !has_external,
-        ..ServiceRules::default()
-    };
-    let dispatch = &mut out.dispatch_rules;
-    let filter = &mut out.filter_rules;
+impl<'a> RenderContext<'a> {
+    /// The facts for one sync.
+    pub fn new(settings: &'a IptablesSettings, large_cluster: bool) -> Self {
+        RenderContext {
+            settings,
+            large_cluster,
+            if_local: settings.local_detector.if_local(),
+            if_not_local: settings.local_detector.if_not_local(),
+        }
+    }
+}
 
-    if has_internal {
-        RuleLine::append(dispatch, "KUBE-SERVICES")
-            .comment(&format!("{name} cluster IP"))
-            .raw(&port_match)
-            .value("-d", svc.cluster_ip)
-            .value("--dport", svc.port)
-            .jump(internal_chain);
-    } else {
-        RuleLine::append(filter, "KUBE-SERVICES")
-            .comment(&internal_comment)
-            .raw(&port_match)
-            .value("-d", svc.cluster_ip)
-            .value("--dport", svc.port)
-            .jump(filter_target);
+/// Buffers reused from one service port to the next, so that rendering a port allocates
+/// little beyond what the render cache keeps. One per rendering thread.
+#[derive(Default)]
+pub struct ServiceRenderer {
+    dispatch: RuleText,
+    filter: RuleText,
+    chain_rules: RuleText,
+    chains: ChainNames,
+    name: String,
+    key: String,
+    comment: String,
+    endpoint_chains: EndpointChains,
+    probabilities: Probabilities,
+    packer: Packer,
+}
+
+impl ServiceRenderer {
+    /// Renders the rules of one service port.
+    pub fn render(&mut self, ctx: &RenderContext<'_>, entry: &ServiceEntry) -> ServiceRules {
+        let svc = &entry.service;
+        let selection = select_endpoints(svc, &entry.endpoints, &ctx.settings.topology);
+        write_service_key(&mut self.key, &svc.name);
+        let chains = ServiceChains::of_key(&self.key);
+        self.name.clear();
+        let _ = write!(self.name, "{}", svc.name);
+        self.dispatch.clear();
+        self.filter.clear();
+        let facts = PortFacts::of(entry, &selection, &chains);
+        DispatchWriter {
+            ctx,
+            entry,
+            name: &self.name,
+            chains: &chains,
+            facts: &facts,
+            comment: &mut self.comment,
+            dispatch: &mut self.dispatch,
+            filter: &mut self.filter,
+        }
+        .write();
+
+        self.chain_rules.clear();
+        self.chains.clear();
+        self.endpoint_chains
+            .fill(&self.key, &entry.endpoints, &selection.all_reachable);
+        let mut chain_out = ChainWriter {
+            ctx,
+            name: &self.name,
+            rules: &mut self.chain_rules,
+            chains: &mut self.chains,
+            comment: &mut self.comment,
+            endpoint_chains: &self.endpoint_chains,
+            endpoints: &entry.endpoints,
+            probabilities: &mut self.probabilities,
+        };
+        if facts.has_internal {
+            chain_out.internal_masquerade(facts.internal_chain, entry);
+        }
+        if facts.has_endpoints && svc.externally_accessible() {
+            chain_out.external_chain(entry, &chains, &facts);
+        }
+        if facts.uses_fw {
+            chain_out.firewall_chain(entry, &chains);
+        }
+        let affinity = svc.affinity_timeout;
+        if !selection.cluster.is_empty() && svc.uses_cluster_endpoints() {
+            chain_out.balance(&chains.cluster, &selection.cluster, affinity);
+        }
+        if !selection.local.is_empty() && svc.uses_local_endpoints() {
+            chain_out.balance(&chains.local, &selection.local, affinity);
+        }
+        for ep in &selection.all_reachable {
+            chain_out.endpoint_chain(entry, ep);
+        }
+        // The render cache keeps these for every port, so each is copied out at its exact
+        // size (spare capacity was about a third of the cache at 10,000 services).
+        ServiceRules {
+            filter_rules: self.filter.text.clone(),
+            dispatch_rules: self.dispatch.text.clone(),
+            dispatch_rule_count: self.dispatch.lines,
+            chains: self.chains.clone(),
+            chain_rules: self.packer.pack(&self.chain_rules.text),
+            chain_rule_count: self.chain_rules.lines,
+            no_local_internal: facts.has_endpoints && !facts.has_internal,
+            no_local_external: facts.has_endpoints && !facts.has_external,
+        }
     }
-    for ip in &svc.external_ips {
-        if has_endpoints {
-            RuleLine::append(dispatch, "KUBE-SERVICES")
-                .comment(&format!("{name} external IP"))
-                .raw(&port_match)
-                .value("-d", ip)
-                .value("--dport", svc.port)
-                .jump(&chains.external);
-        }
-        if !has_external {
-            RuleLine::append(filter, "KUBE-EXTERNAL-SERVICES")
-                .comment(&external_comment)
-                .raw(&port_match)
-                .value("-d", ip)
-                .value("--dport", svc.port)
-                .jump(filter_target);
+}
+
+/// What one port's rules depend on, worked out once from its endpoint selection.
+struct PortFacts<'c> {
+    has_endpoints: bool,
+    has_internal: bool,
+    has_external: bool,
+    uses_fw: bool,
+    internal_chain: &'c str,
+    external_policy_chain: &'c str,
+    lb_chain: &'c str,
+    /// REJECT without endpoints, DROP without local ones.
+    filter_target: &'static str,
+    /// ` has no endpoints` or ` has no local endpoints`, after the port's name.
+    filter_reason: &'static str,
+    /// `-m tcp -p tcp` and the like.
+    port_match: &'static str,
+}
+
+impl<'c> PortFacts<'c> {
+    fn of(
+        entry: &ServiceEntry,
+        selection: &EndpointSelection<'_>,
+        chains: &'c ServiceChains,
+    ) -> Self {
+        let svc = &entry.service;
+        let has_endpoints = selection.has_any;
+        let local_empty = selection.local.is_empty();
+        let uses_fw = has_endpoints
+            && !svc.load_balancer_ips.is_empty()
+            && !svc.load_balancer_source_ranges.is_empty();
+        let (filter_target, filter_reason) = if has_endpoints {
+            ("DROP", " has no local endpoints")
+        } else {
+            ("REJECT", " has no endpoints")
+        };
+        PortFacts {
+            has_endpoints,
+            has_internal: has_endpoints && !(svc.internal_policy_local && local_empty),
+            has_external: has_endpoints && !(svc.external_policy_local && local_empty),
+            uses_fw,
+            internal_chain: if svc.internal_policy_local {
+                &chains.local
+            } else {
+                &chains.cluster
+            },
+            external_policy_chain: if svc.external_policy_local {
+                &chains.local
+            } else {
+                &chains.cluster
+            },
+            lb_chain: if uses_fw {
+                &chains.firewall
+            } else {
+                &chains.external
+            },
+            filter_target,
+            filter_reason,
+            port_match: port_match(svc.name.protocol),
         }
     }
-    for ip in &svc.load_balancer_ips {
-        if has_endpoints {
-            RuleLine::append(dispatch, "KUBE-SERVICES")
-                .comment(&format!("{name} loadbalancer IP"))
-                .raw(&port_match)
-                .value("-d", ip)
-                .value("--dport", svc.port)
-                .jump(lb_chain);
-        }
-        if uses_fw {
-            RuleLine::append(filter, "KUBE-PROXY-FIREWALL")
-                .comment(&format!(
-                    "{name} traffic not accepted by {}",
-                    chains.firewall
-                ))
-                .raw(&port_match)
-                .value("-d", ip)
-                .value("--dport", svc.port)
-                .jump("DROP");
-        }
+}
+
+/// `-m tcp -p tcp` and the like.
+fn port_match(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Tcp => "-m tcp -p tcp",
+        Protocol::Udp => "-m udp -p udp",
+        Protocol::Sctp => "-m sctp -p sctp",
     }
-    if !has_external {
+}
+
+/// Sets `out` to the text of a comment made of `parts`.
+fn comment_text<'o>(out: &'o mut String, parts: &[&str]) -> &'o str {
+    out.clear();
+    parts.iter().for_each(|part| out.push_str(part));
+    out
+}
+
+/// Writes one port's rules in `KUBE-SERVICES`, `KUBE-NODEPORTS` and the filter chains.
+struct DispatchWriter<'a> {
+    ctx: &'a RenderContext<'a>,
+    entry: &'a ServiceEntry,
+    name: &'a str,
+    chains: &'a ServiceChains,
+    facts: &'a PortFacts<'a>,
+    comment: &'a mut String,
+    dispatch: &'a mut RuleText,
+    filter: &'a mut RuleText,
+}
+
+impl DispatchWriter<'_> {
+    fn write(mut self) {
+        let svc = &self.entry.service;
+        let facts = self.facts;
+        let name = self.name;
+        let port_match = facts.port_match;
+        if facts.has_internal {
+            self.dispatch
+                .append("KUBE-SERVICES")
+                .comment(comment_text(self.comment, &[name, " cluster IP"]))
+                .raw(port_match)
+                .ip("-d", &svc.cluster_ip)
+                .port("--dport", svc.port)
+                .jump(facts.internal_chain);
+        } else {
+            self.reject_or_drop("KUBE-SERVICES", &svc.cluster_ip);
+        }
+        for ip in &svc.external_ips {
+            if facts.has_endpoints {
+                self.dispatch
+                    .append("KUBE-SERVICES")
+                    .comment(comment_text(self.comment, &[name, " external IP"]))
+                    .raw(port_match)
+                    .ip("-d", ip)
+                    .port("--dport", svc.port)
+                    .jump(&self.chains.external);
+            }
+            if !facts.has_external {
+                self.reject_or_drop("KUBE-EXTERNAL-SERVICES", ip);
+            }
+        }
         for ip in &svc.load_balancer_ips {
-            RuleLine::append(filter, "KUBE-EXTERNAL-SERVICES")
-                .comment(&external_comment)
-                .raw(&port_match)
-                .value("-d", ip)
-                .value("--dport", svc.port)
-                .jump(filter_target);
+            if facts.has_endpoints {
+                self.dispatch
+                    .append("KUBE-SERVICES")
+                    .comment(comment_text(self.comment, &[name, " loadbalancer IP"]))
+                    .raw(port_match)
+                    .ip("-d", ip)
+                    .port("--dport", svc.port)
+                    .jump(facts.lb_chain);
+            }
+            if facts.uses_fw {
+                self.filter
+                    .append("KUBE-PROXY-FIREWALL")
+                    .comment(comment_text(
+                        self.comment,
+                        &[name, " traffic not accepted by ", &self.chains.firewall],
+                    ))
+                    .raw(port_match)
+                    .ip("-d", ip)
+                    .port("--dport", svc.port)
+                    .jump("DROP");
+            }
+        }
+        if !facts.has_external {
+            for ip in &svc.load_balancer_ips {
+                self.reject_or_drop("KUBE-EXTERNAL-SERVICES", ip);
+            }
+        }
+        if svc.node_port != 0 {
+            self.node_port();
+        }
+        if svc.health_check_node_port != 0 {
+            self.filter
+                .append("KUBE-NODEPORTS")
+                .comment(comment_text(
+                    self.comment,
+                    &[name, " health check node port"],
+                ))
+                .raw("-m tcp -p tcp")
+                .port("--dport", svc.health_check_node_port)
+                .jump("ACCEPT");
         }
     }
-    if svc.node_port != 0 {
-        if has_endpoints {
-            let settings = ctx.settings;
+
+    /// The filter rule that rejects (no endpoints) or drops (no local endpoints) traffic
+    /// to one of the port's addresses.
+    fn reject_or_drop(&mut self, chain: &str, ip: &IpAddr) {
+        let facts = self.facts;
+        self.filter
+            .append(chain)
+            .comment(comment_text(
+                self.comment,
+                &[self.name, facts.filter_reason],
+            ))
+            .raw(facts.port_match)
+            .ip("-d", ip)
+            .port("--dport", self.entry.service.port)
+            .jump(facts.filter_target);
+    }
+
+    fn node_port(&mut self) {
+        let svc = &self.entry.service;
+        let facts = self.facts;
+        if facts.has_endpoints {
+            let settings = self.ctx.settings;
             if settings.localhost_node_ports
                 && settings.family == IpFamily::V4
                 && settings.has_counter(LOCALHOST_NODEPORT_COUNTER)
             {
-                RuleLine::append(dispatch, "KUBE-NODEPORTS")
-                    .comment(&name)
-                    .raw(&port_match)
+                self.dispatch
+                    .append("KUBE-NODEPORTS")
+                    .comment(self.name)
+                    .raw(facts.port_match)
                     .raw("-d 127.0.0.0/8")
-                    .value("--dport", svc.node_port)
+                    .port("--dport", svc.node_port)
                     .raw("-m nfacct --nfacct-name")
                     .raw(LOCALHOST_NODEPORT_COUNTER)
-                    .jump(&chains.external);
+                    .jump(&self.chains.external);
             }
-            RuleLine::append(dispatch, "KUBE-NODEPORTS")
-                .comment(&name)
-                .raw(&port_match)
-                .value("--dport", svc.node_port)
-                .jump(&chains.external);
+            self.dispatch
+                .append("KUBE-NODEPORTS")
+                .comment(self.name)
+                .raw(facts.port_match)
+                .port("--dport", svc.node_port)
+                .jump(&self.chains.external);
         }
-        if !has_external {
-            RuleLine::append(filter, "KUBE-EXTERNAL-SERVICES")
-                .comment(&external_comment)
+        if !facts.has_external {
+            self.filter
+                .append("KUBE-EXTERNAL-SERVICES")
+                .comment(comment_text(
+                    self.comment,
+                    &[self.name, facts.filter_reason],
+                ))
                 .raw("-m addrtype --dst-type LOCAL")
-                .raw(&port_match)
-                .value("--dport", svc.node_port)
-                .jump(filter_target);
+                .raw(facts.port_match)
+                .port("--dport", svc.node_port)
+                .jump(facts.filter_target);
         }
     }
-    if svc.health_check_node_port != 0 {
-        RuleLine::append(filter, "KUBE-NODEPORTS")
-            .comment(&format!("{name} health check node port"))
-            .raw("-m tcp -p tcp")
-            .value("--dport", svc.health_check_node_port)
-            .jump("ACCEPT");
-    }
-    out.dispatch_rule_count = out.dispatch_rules.matches('\n').count();
+}
 
-    let mut chain_out = ChainWriter {
-        ctx,
-        name: &name,
-        rules: String::with_capacity(256 + 400 * entry.endpoints.len()),
-        chains: ChainNames::default(),
-        endpoint_chains: selection
-            .all_reachable
-            .iter()
-            .map(|ep| ((ep.ip, ep.port), endpoint_chain(&svc.name, ep)))
-            .collect(),
-    };
-    if has_internal {
-        chain_out.internal_masquerade(internal_chain, &port_match, entry);
+/// The reachable endpoints of one port: each one's `KUBE-SEP` chain and `ip:port` text,
+/// worked out once per render and kept in one buffer.
+#[derive(Default)]
+struct EndpointChains {
+    /// By the endpoint's position in the port's endpoints: where its chain and address
+    /// are in `text`, if it is reachable.
+    spans: Vec<Option<EndpointSpan>>,
+    /// Chain names and addresses, one after the other.
+    text: String,
+}
+
+/// `text[start..addr]` is the chain, `text[addr..end]` the address.
+#[derive(Clone, Copy)]
+struct EndpointSpan {
+    start: usize,
+    addr: usize,
+    end: usize,
+}
+
+impl EndpointChains {
+    /// Names the `reachable` endpoints, which are some of `all`.
+    fn fill(&mut self, service_key: &str, all: &[Endpoint], reachable: &[&Endpoint]) {
+        self.spans.clear();
+        self.spans.resize(all.len(), None);
+        self.text.clear();
+        let hasher = EndpointChainHasher::new(service_key);
+        for ep in reachable {
+            let Some(slot) = position(all, ep).and_then(|i| self.spans.get_mut(i)) else {
+                continue;
+            };
+            let addr = ep.addr();
+            let addr = addr.as_str();
+            let start = self.text.len();
+            hasher.push_chain(&mut self.text, addr);
+            let addr_start = self.text.len();
+            self.text.push_str(addr);
+            *slot = Some(EndpointSpan {
+                start,
+                addr: addr_start,
+                end: self.text.len(),
+            });
+        }
     }
-    if has_endpoints && svc.externally_accessible() {
-        chain_out.external_chain(entry, &chains, has_external, external_policy_chain);
+
+    /// The chain and the `ip:port` text of a reachable endpoint of `all`.
+    fn get(&self, all: &[Endpoint], ep: &Endpoint) -> (&str, &str) {
+        let span = position(all, ep).and_then(|i| self.spans.get(i).copied().flatten());
+        let text = |from: usize, to: usize| self.text.get(from..to).unwrap_or_default();
+        span.map_or(("", ""), |span| {
+            (text(span.start, span.addr), text(span.addr, span.end))
+        })
     }
-    if uses_fw {
-        chain_out.firewall_chain(entry, &chains);
-    }
-    let affinity = svc.affinity_timeout;
-    if !selection.cluster.is_empty() && svc.uses_cluster_endpoints() {
-        chain_out.balance(&chains.cluster, &selection.cluster, affinity);
-    }
-    if !selection.local.is_empty() && svc.uses_local_endpoints() {
-        chain_out.balance(&chains.local, &selection.local, affinity);
-    }
-    for ep in &selection.all_reachable {
-        chain_out.endpoint_chain(entry, ep);
-    }
-    out.chain_rule_count = chain_out.rules.matches('\n').count();
-    out.chains = chain_out.chains;
-    out.chain_rules = PackedText::pack(&chain_out.rules);
-    // The render cache keeps these for every port: no spare capacity (at 10,000 services
-    // it was about a third of the cache).
-    out.chains.shrink_to_fit();
-    out.dispatch_rules.shrink_to_fit();
-    out.filter_rules.shrink_to_fit();
-    out
+}
+
+/// Where `ep`, a reference into `all` (as endpoint selection hands them out), sits in it.
+fn position(all: &[Endpoint], ep: &Endpoint) -> Option<usize> {
+    let size = std::mem::size_of::<Endpoint>().max(1);
+    let offset = (ep as *const Endpoint as usize).checked_sub(all.as_ptr() as usize)?;
+    let index = offset / size;
+    all.get(index)
+        .filter(|found| std::ptr::eq(*found, ep))
+        .map(|_| index)
 }
 
 /// Writes the per-service chains of one port.
 struct ChainWriter<'a> {
     ctx: &'a RenderContext<'a>,
     name: &'a str,
-    rules: String,
-    chains: ChainNames,
-    endpoint_chains: FxHashMap<(IpAddr, u16), String>,
+    rules: &'a mut RuleText,
+    chains: &'a mut ChainNames,
+    comment: &'a mut String,
+    endpoint_chains: &'a EndpointChains,
+    /// The port's endpoints, which the selection's references point into.
+    endpoints: &'a [Endpoint],
+    probabilities: &'a mut Probabilities,
 }
 
-impl<'a> ChainWriter<'a> {
-    /// The KUBE-SEP name of a reachable endpoint (hashed once per render).
-    fn sep(&self, ep: &Endpoint) -> &str {
-        self.endpoint_chains
-            .get(&(ep.ip, ep.port))
-            .map_or("", String::as_str)
-    }
-
-    fn declare(&mut self, chain: &str) {
-        self.chains.insert(chain);
-    }
-
-    fn internal_masquerade(&mut self, chain: &str, port_match: &str, entry: &ServiceEntry) {
+impl ChainWriter<'_> {
+    fn internal_masquerade(&mut self, chain: &str, entry: &ServiceEntry) {
         let settings = self.ctx.settings;
         let svc = &entry.service;
         let detector = &settings.local_detector;
         if !settings.masquerade_all && !detector.is_implemented() {
             return;
         }
-        let line = RuleLine::append(&mut self.rules, chain)
-            .comment(&format!("{} cluster IP", self.name))
-            .raw(port_match)
-            .value("-d", svc.cluster_ip)
-            .value("--dport", svc.port);
+        let line = self
+            .rules
+            .append(chain)
+            .comment(comment_text(self.comment, &[self.name, " cluster IP"]))
+            .raw(port_match(svc.name.protocol))
+            .ip("-d", &svc.cluster_ip)
+            .port("--dport", svc.port);
         if settings.masquerade_all {
             line.jump("KUBE-MARK-MASQ");
         } else {
-            line.raw(&detector.if_not_local()).jump("KUBE-MARK-MASQ");
+            line.raw(&self.ctx.if_not_local).jump("KUBE-MARK-MASQ");
         }
     }
 
@@ -276,53 +472,66 @@ impl<'a> ChainWriter<'a> {
         &mut self,
         entry: &ServiceEntry,
         chains: &ServiceChains,
-        has_external: bool,
-        policy_chain: &str,
+        facts: &PortFacts<'_>,
     ) {
         let ext = chains.external.as_str();
-        self.declare(ext);
+        self.chains.insert(ext);
         let name = self.name;
         if !entry.service.external_policy_local {
-            RuleLine::append(&mut self.rules, ext)
-                .comment(&format!(
-                    "masquerade traffic for {name} external destinations"
+            self.rules
+                .append(ext)
+                .comment(comment_text(
+                    self.comment,
+                    &["masquerade traffic for ", name, " external destinations"],
                 ))
                 .jump("KUBE-MARK-MASQ");
         } else {
             let detector = &self.ctx.settings.local_detector;
             if detector.is_implemented() {
-                RuleLine::append(&mut self.rules, ext)
-                    .comment(&format!("pod traffic for {name} external destinations"))
-                    .raw(&detector.if_local())
+                self.rules
+                    .append(ext)
+                    .comment(comment_text(
+                        self.comment,
+                        &["pod traffic for ", name, " external destinations"],
+                    ))
+                    .raw(&self.ctx.if_local)
                     .jump(&chains.cluster);
             }
-            RuleLine::append(&mut self.rules, ext)
-                .comment(&format!(
-                    "masquerade LOCAL traffic for {name} external destinations"
+            self.rules
+                .append(ext)
+                .comment(comment_text(
+                    self.comment,
+                    &[
+                        "masquerade LOCAL traffic for ",
+                        name,
+                        " external destinations",
+                    ],
                 ))
                 .raw("-m addrtype --src-type LOCAL")
                 .jump("KUBE-MARK-MASQ");
-            RuleLine::append(&mut self.rules, ext)
-                .comment(&format!(
-                    "route LOCAL traffic for {name} external destinations"
+            self.rules
+                .append(ext)
+                .comment(comment_text(
+                    self.comment,
+                    &["route LOCAL traffic for ", name, " external destinations"],
                 ))
                 .raw("-m addrtype --src-type LOCAL")
                 .jump(&chains.cluster);
         }
-        if has_external {
-            RuleLine::append(&mut self.rules, ext).jump(policy_chain);
+        if facts.has_external {
+            self.rules.append(ext).jump(facts.external_policy_chain);
         }
     }
 
     fn firewall_chain(&mut self, entry: &ServiceEntry, chains: &ServiceChains) {
         let fw = chains.firewall.as_str();
-        self.declare(fw);
+        self.chains.insert(fw);
         let svc = &entry.service;
-        let comment = format!("{} loadbalancer IP", self.name);
         let mut allow_from_node = false;
         for cidr in &svc.load_balancer_source_ranges {
-            RuleLine::append(&mut self.rules, fw)
-                .comment(&comment)
+            self.rules
+                .append(fw)
+                .comment(comment_text(self.comment, &[self.name, " loadbalancer IP"]))
                 .value("-s", cidr)
                 .jump(&chains.external);
             allow_from_node |= self
@@ -333,73 +542,91 @@ impl<'a> ChainWriter<'a> {
         }
         if allow_from_node {
             for ip in &svc.load_balancer_ips {
-                RuleLine::append(&mut self.rules, fw)
-                    .comment(&comment)
-                    .value("-s", ip)
+                self.rules
+                    .append(fw)
+                    .comment(comment_text(self.comment, &[self.name, " loadbalancer IP"]))
+                    .ip("-s", ip)
                     .jump(&chains.external);
             }
         }
-        RuleLine::append(&mut self.rules, fw)
-            .comment(&format!(
-                "other traffic to {} will be dropped by KUBE-PROXY-FIREWALL",
-                self.name
+        self.rules
+            .append(fw)
+            .comment(comment_text(
+                self.comment,
+                &[
+                    "other traffic to ",
+                    self.name,
+                    " will be dropped by KUBE-PROXY-FIREWALL",
+                ],
             ))
             .end();
     }
 
-    fn balance(&mut self, chain: &str, endpoints: &[&'a Endpoint], affinity: Option<u32>) {
-        self.declare(chain);
+    fn balance(&mut self, chain: &str, endpoints: &[&Endpoint], affinity: Option<u32>) {
+        self.chains.insert(chain);
+        let large = self.ctx.large_cluster;
         if let Some(seconds) = affinity {
             for ep in endpoints {
-                let sep = self.sep(ep).to_string();
-                let text = format!("{} -> {}", self.name, ep.addr());
-                let line = RuleLine::append(&mut self.rules, chain);
-                maybe_comment(line, self.ctx.large_cluster, &text)
+                let (sep, addr) = self.endpoint_chains.get(self.endpoints, ep);
+                let line = self.rules.append(chain);
+                endpoint_comment(line, large, self.comment, self.name, addr)
                     .raw("-m recent --name")
-                    .raw(&sep)
-                    .raw("--rcheck --seconds")
-                    .raw(&seconds.to_string())
+                    .raw(sep)
+                    .port("--rcheck --seconds", seconds)
                     .raw("--reap")
-                    .jump(&sep);
+                    .jump(sep);
             }
         }
         let count = endpoints.len();
         for (index, ep) in endpoints.iter().enumerate() {
-            let sep = self.sep(ep).to_string();
-            let text = format!("{} -> {}", self.name, ep.addr());
-            let line = RuleLine::append(&mut self.rules, chain);
-            let mut line = maybe_comment(line, self.ctx.large_cluster, &text);
+            let (sep, addr) = self.endpoint_chains.get(self.endpoints, ep);
+            let line = self.rules.append(chain);
+            let mut line = endpoint_comment(line, large, self.comment, self.name, addr);
             if index + 1 < count {
                 line = line
                     .raw("-m statistic --mode random --probability")
-                    .raw(&probability(count - index));
+                    .raw(self.probabilities.get(count - index));
             }
-            line.jump(&sep);
+            line.jump(sep);
         }
     }
 
-    fn endpoint_chain(&mut self, entry: &ServiceEntry, ep: &'a Endpoint) {
+    fn endpoint_chain(&mut self, entry: &ServiceEntry, ep: &Endpoint) {
         let svc = &entry.service;
-        let sep = self.sep(ep).to_string();
-        self.declare(&sep);
-        let proto = svc.name.protocol.lower();
-        let name = self.name;
+        let (sep, addr) = self.endpoint_chains.get(self.endpoints, ep);
+        self.chains.push_new(sep);
         let large = self.ctx.large_cluster;
-        let line = RuleLine::append(&mut self.rules, &sep);
-        maybe_comment(line, large, name)
-            .value("-s", ep.ip)
+        let line = self.rules.append(sep);
+        maybe_comment(line, large, self.name)
+            .ip("-s", &ep.ip)
             .jump("KUBE-MARK-MASQ");
-        let line = RuleLine::append(&mut self.rules, &sep);
-        let mut line = maybe_comment(line, large, name);
+        let line = self.rules.append(sep);
+        let mut line = maybe_comment(line, large, self.name);
         if svc.affinity_timeout.is_some() {
-            line = line.raw("-m recent --name").raw(&sep).raw("--set");
+            line = line.raw("-m recent --name").raw(sep).raw("--set");
         }
-        line.raw(&format!("-m {proto} -p {proto} -j DNAT --to-destination"))
-            .raw(&ep.addr())
-            .end();
+        let dnat = match svc.name.protocol {
+            Protocol::Tcp => "-m tcp -p tcp -j DNAT --to-destination",
+            Protocol::Udp => "-m udp -p udp -j DNAT --to-destination",
+            Protocol::Sctp => "-m sctp -p sctp -j DNAT --to-destination",
+        };
+        line.raw(dnat).raw(addr).end();
     }
 }
 
+/// `-m comment --comment "NAME -> ADDR"` on a balancing rule, unless the cluster is large.
+fn endpoint_comment<'r>(
+    line: RuleLine<'r>,
+    large_cluster: bool,
+    text: &mut String,
+    name: &str,
+    addr: &str,
+) -> RuleLine<'r> {
+    if large_cluster {
+        return line;
+    }
+    line.comment(comment_text(text, &[name, " -> ", addr]))
+}
 /// Per-endpoint comments are left out in large clusters, as upstream does.
 fn maybe_comment<'r>(line: RuleLine<'r>, large_cluster: bool, text: &str) -> RuleLine<'r> {
     if large_cluster {

@@ -98,13 +98,15 @@ impl HostPort {
             len: 0,
             text: [0; HOST_PORT_MAX],
         };
-        let written = match ip {
-            IpAddr::V4(v4) => write_ipv4(&mut out, v4),
-            IpAddr::V6(v6) => write!(out, "[{v6}]"),
+        match ip {
+            IpAddr::V4(v4) => out.push_ipv4(v4),
+            IpAddr::V6(v6) => {
+                let written = write!(out, "[{v6}]");
+                debug_assert!(written.is_ok(), "HOST_PORT_MAX fits every address");
+            }
         }
-        .and_then(|()| out.write_str(":"))
-        .and_then(|()| write_decimal(&mut out, port));
-        debug_assert!(written.is_ok(), "HOST_PORT_MAX fits every address");
+        out.push_byte(b':');
+        out.push_decimal(port);
         out
     }
 
@@ -126,31 +128,41 @@ impl fmt::Write for HostPort {
     }
 }
 
-/// Dotted quad without the formatting machinery: rule rendering writes one per endpoint
-/// and rule.
-fn write_ipv4(out: &mut HostPort, ip: &Ipv4Addr) -> fmt::Result {
-    for (index, octet) in ip.octets().into_iter().enumerate() {
-        if index > 0 {
-            out.write_str(".")?;
+impl HostPort {
+    /// Dotted quad without the formatting machinery: rule rendering writes one per
+    /// endpoint.
+    fn push_ipv4(&mut self, ip: &Ipv4Addr) {
+        for (index, octet) in ip.octets().into_iter().enumerate() {
+            if index > 0 {
+                self.push_byte(b'.');
+            }
+            self.push_decimal(u16::from(octet));
         }
-        write_decimal(out, u16::from(octet))?;
     }
-    Ok(())
-}
 
-fn write_decimal(out: &mut HostPort, mut value: u16) -> fmt::Result {
-    let mut digits = [0u8; 5];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
+    fn push_decimal(&mut self, mut value: u16) {
+        let mut digits = [0u8; 5];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        for &digit in &digits[start..] {
+            self.push_byte(digit);
         }
     }
-    let text = std::str::from_utf8(&digits[start..]).map_err(|_| fmt::Error)?;
-    out.write_str(text)
+
+    /// Appends one ASCII byte (the buffer fits the longest text, so none is lost).
+    fn push_byte(&mut self, byte: u8) {
+        if let Some(slot) = self.text.get_mut(usize::from(self.len)) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
 }
 
 impl std::ops::Deref for HostPort {

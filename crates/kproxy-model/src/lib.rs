@@ -25,7 +25,7 @@ pub use node::NodeFacts;
 pub use objects::{
     manifest_documents, parse_manifest, KubeObject, Manifest, ManifestError, ObjectKind, ObjectRef,
 };
-pub use packed_text::{CorruptText, PackedText};
+pub use packed_text::{CorruptText, PackedText, Packer};
 pub use selection::{select_endpoints, EndpointSelection, NodeTopology};
 pub use service::{IngressMode, Protocol, ServicePort, ServicePortName};
 pub use slim::TRIGGER_TIME_ANNOTATION;

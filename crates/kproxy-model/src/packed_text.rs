@@ -46,20 +46,7 @@ impl std::error::Error for CorruptText {}
 impl PackedText {
     /// Stores `text`, compressed if that is smaller.
     pub fn pack(text: &str) -> Self {
-        if text.len() >= PACK_THRESHOLD {
-            let block = lz4_flex::block::compress(text.as_bytes());
-            if block.len() < text.len() {
-                return PackedText {
-                    repr: Repr::Lz4 {
-                        block: block.into_boxed_slice(),
-                        len: text.len(),
-                    },
-                };
-            }
-        }
-        PackedText {
-            repr: Repr::Plain(text.into()),
-        }
+        Packer::default().pack(text)
     }
 
     /// Length of the text in bytes.
@@ -105,6 +92,44 @@ impl PackedText {
         let mut bytes = Vec::with_capacity(self.len());
         self.unpack_into(&mut bytes)?;
         String::from_utf8(bytes).map_err(|_| CorruptText)
+    }
+}
+
+/// Compression state reused from text to text: the LZ4 hash table and the output buffer,
+/// so packing thousands of services allocates only the blocks that are kept.
+#[derive(Default)]
+pub struct Packer {
+    table: lz4_flex::block::CompressTable,
+    block: Vec<u8>,
+}
+
+impl Packer {
+    /// Stores `text`, compressed if that is smaller.
+    pub fn pack(&mut self, text: &str) -> PackedText {
+        if text.len() >= PACK_THRESHOLD {
+            let needed = lz4_flex::block::get_maximum_output_size(text.len());
+            if self.block.len() < needed {
+                self.block.resize(needed, 0);
+            }
+            let written = lz4_flex::block::compress_into_with_table(
+                text.as_bytes(),
+                &mut self.block,
+                &mut self.table,
+            );
+            if let Some(block) = written.ok().and_then(|n| self.block.get(..n)) {
+                if block.len() < text.len() {
+                    return PackedText {
+                        repr: Repr::Lz4 {
+                            block: block.into(),
+                            len: text.len(),
+                        },
+                    };
+                }
+            }
+        }
+        PackedText {
+            repr: Repr::Plain(text.into()),
+        }
     }
 }
 
@@ -157,6 +182,16 @@ mod tests {
         let empty = PackedText::pack("");
         assert!(empty.is_empty());
         assert_eq!(empty, PackedText::default());
+    }
+
+    #[test]
+    fn a_reused_packer_packs_as_a_fresh_one() {
+        let mut packer = Packer::default();
+        for text in [rules(20), rules(3), rules(2000), rules(20)] {
+            let packed = packer.pack(&text);
+            assert_eq!(packed, PackedText::pack(&text));
+            assert_eq!(packed.unpack().as_deref(), Ok(text.as_str()));
+        }
     }
 
     #[test]
