@@ -26,42 +26,61 @@ pub fn write_service_key(out: &mut String, name: &ServicePortName) {
     let _ = write!(out, "{name}{}", name.protocol.lower());
 }
 
-/// The per-service chain names of one service port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The per-service chain names of one service port, kept in one buffer so that a renderer
+/// can reuse it from port to port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceChains {
-    /// `KUBE-SVC-…`: endpoints for traffic policy Cluster.
-    pub cluster: String,
-    /// `KUBE-SVL-…`: endpoints for traffic policy Local.
-    pub local: String,
-    /// `KUBE-EXT-…`: external destinations.
-    pub external: String,
-    /// `KUBE-FW-…`: load-balancer source ranges.
-    pub firewall: String,
+    /// `KUBE-SVC-…`, `KUBE-SVL-…`, `KUBE-EXT-…` and `KUBE-FW-…`, one after the other.
+    names: String,
 }
+
+/// Where each name ends in [`ServiceChains`]' buffer (`KUBE-` + 4 + 16, then `KUBE-FW-`).
+const SVC_END: usize = 25;
+const SVL_END: usize = 50;
+const EXT_END: usize = 75;
 
 impl ServiceChains {
     /// The chain names of a service port.
     pub fn of(name: &ServicePortName) -> Self {
         let mut key = String::new();
         write_service_key(&mut key, name);
-        ServiceChains::of_key(&key)
+        let mut chains = ServiceChains::default();
+        chains.fill(&key);
+        chains
     }
 
-    /// The chain names of the service port whose [`write_service_key`] is `key`.
-    pub fn of_key(key: &str) -> Self {
-        let hash = hash16(key);
-        let chain = |prefix: &str| {
-            let mut name = String::with_capacity(prefix.len() + hash.len());
-            name.push_str(prefix);
-            name.push_str(&hash);
-            name
-        };
-        ServiceChains {
-            cluster: chain("KUBE-SVC-"),
-            local: chain("KUBE-SVL-"),
-            external: chain("KUBE-EXT-"),
-            firewall: chain("KUBE-FW-"),
+    /// Sets the names to those of the service port whose [`write_service_key`] is `key`.
+    pub fn fill(&mut self, key: &str) {
+        let digest = Sha256::digest(key.as_bytes());
+        self.names.clear();
+        for prefix in ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-"] {
+            self.names.push_str(prefix);
+            data_encoding::BASE32.encode_append(&digest[..10], &mut self.names);
         }
+    }
+
+    fn name(&self, from: usize, to: usize) -> &str {
+        self.names.get(from..to).unwrap_or_default()
+    }
+
+    /// `KUBE-SVC-…`: endpoints for traffic policy Cluster.
+    pub fn cluster(&self) -> &str {
+        self.name(0, SVC_END)
+    }
+
+    /// `KUBE-SVL-…`: endpoints for traffic policy Local.
+    pub fn local(&self) -> &str {
+        self.name(SVC_END, SVL_END)
+    }
+
+    /// `KUBE-EXT-…`: external destinations.
+    pub fn external(&self) -> &str {
+        self.name(SVL_END, EXT_END)
+    }
+
+    /// `KUBE-FW-…`: load-balancer source ranges.
+    pub fn firewall(&self) -> &str {
+        self.name(EXT_END, self.names.len())
     }
 }
 
@@ -114,6 +133,22 @@ mod tests {
         assert_eq!(hash16("ns1/svc1:p80tcp10.180.0.1:80"), "SXIVWICOYRO3J4NJ");
         assert_eq!(hash16("ns4/svc4:p8082tcp"), "EBDQOQU5SJFXRIL3");
         assert_eq!(hash16("ns1/svc1tcp"), "AQI2S6QIMU7PVVRP");
+        let mut chains = ServiceChains::default();
+        chains.fill("ns1/svc1:p80tcp");
+        assert_eq!(
+            [
+                chains.cluster(),
+                chains.local(),
+                chains.external(),
+                chains.firewall()
+            ],
+            [
+                "KUBE-SVC-XPGD46QRK7WJZT7O",
+                "KUBE-SVL-XPGD46QRK7WJZT7O",
+                "KUBE-EXT-XPGD46QRK7WJZT7O",
+                "KUBE-FW-XPGD46QRK7WJZT7O"
+            ]
+        );
         let mut chain = String::new();
         EndpointChainHasher::new("ns1/svc1:p80tcp").push_chain(&mut chain, "10.180.0.1:80");
         assert_eq!(chain, "KUBE-SEP-SXIVWICOYRO3J4NJ");

@@ -68,6 +68,7 @@ pub struct ServiceRenderer {
     filter: RuleText,
     chain_rules: RuleText,
     chains: ChainNames,
+    port_chains: ServiceChains,
     name: String,
     key: String,
     comment: String,
@@ -82,17 +83,18 @@ impl ServiceRenderer {
         let svc = &entry.service;
         let selection = select_endpoints(svc, &entry.endpoints, &ctx.settings.topology);
         write_service_key(&mut self.key, &svc.name);
-        let chains = ServiceChains::of_key(&self.key);
+        self.port_chains.fill(&self.key);
+        let chains = &self.port_chains;
         self.name.clear();
         let _ = write!(self.name, "{}", svc.name);
         self.dispatch.clear();
         self.filter.clear();
-        let facts = PortFacts::of(entry, &selection, &chains);
+        let facts = PortFacts::of(entry, &selection, chains);
         DispatchWriter {
             ctx,
             entry,
             name: &self.name,
-            chains: &chains,
+            chains,
             facts: &facts,
             comment: &mut self.comment,
             dispatch: &mut self.dispatch,
@@ -118,17 +120,17 @@ impl ServiceRenderer {
             chain_out.internal_masquerade(facts.internal_chain, entry);
         }
         if facts.has_endpoints && svc.externally_accessible() {
-            chain_out.external_chain(entry, &chains, &facts);
+            chain_out.external_chain(entry, chains, &facts);
         }
         if facts.uses_fw {
-            chain_out.firewall_chain(entry, &chains);
+            chain_out.firewall_chain(entry, chains);
         }
         let affinity = svc.affinity_timeout;
         if !selection.cluster.is_empty() && svc.uses_cluster_endpoints() {
-            chain_out.balance(&chains.cluster, &selection.cluster, affinity);
+            chain_out.balance(chains.cluster(), &selection.cluster, affinity);
         }
         if !selection.local.is_empty() && svc.uses_local_endpoints() {
-            chain_out.balance(&chains.local, &selection.local, affinity);
+            chain_out.balance(chains.local(), &selection.local, affinity);
         }
         for ep in &selection.all_reachable {
             chain_out.endpoint_chain(entry, ep);
@@ -188,19 +190,19 @@ impl<'c> PortFacts<'c> {
             has_external: has_endpoints && !(svc.external_policy_local && local_empty),
             uses_fw,
             internal_chain: if svc.internal_policy_local {
-                &chains.local
+                chains.local()
             } else {
-                &chains.cluster
+                chains.cluster()
             },
             external_policy_chain: if svc.external_policy_local {
-                &chains.local
+                chains.local()
             } else {
-                &chains.cluster
+                chains.cluster()
             },
             lb_chain: if uses_fw {
-                &chains.firewall
+                chains.firewall()
             } else {
-                &chains.external
+                chains.external()
             },
             filter_target,
             filter_reason,
@@ -262,7 +264,7 @@ impl DispatchWriter<'_> {
                     .raw(port_match)
                     .ip("-d", ip)
                     .port("--dport", svc.port)
-                    .jump(&self.chains.external);
+                    .jump(self.chains.external());
             }
             if !facts.has_external {
                 self.reject_or_drop("KUBE-EXTERNAL-SERVICES", ip);
@@ -283,7 +285,7 @@ impl DispatchWriter<'_> {
                     .append("KUBE-PROXY-FIREWALL")
                     .comment(comment_text(
                         self.comment,
-                        &[name, " traffic not accepted by ", &self.chains.firewall],
+                        &[name, " traffic not accepted by ", self.chains.firewall()],
                     ))
                     .raw(port_match)
                     .ip("-d", ip)
@@ -345,14 +347,14 @@ impl DispatchWriter<'_> {
                     .port("--dport", svc.node_port)
                     .raw("-m nfacct --nfacct-name")
                     .raw(LOCALHOST_NODEPORT_COUNTER)
-                    .jump(&self.chains.external);
+                    .jump(self.chains.external());
             }
             self.dispatch
                 .append("KUBE-NODEPORTS")
                 .comment(self.name)
                 .raw(facts.port_match)
                 .port("--dport", svc.node_port)
-                .jump(&self.chains.external);
+                .jump(self.chains.external());
         }
         if !facts.has_external {
             self.filter
@@ -474,7 +476,7 @@ impl ChainWriter<'_> {
         chains: &ServiceChains,
         facts: &PortFacts<'_>,
     ) {
-        let ext = chains.external.as_str();
+        let ext = chains.external();
         self.chains.insert(ext);
         let name = self.name;
         if !entry.service.external_policy_local {
@@ -495,7 +497,7 @@ impl ChainWriter<'_> {
                         &["pod traffic for ", name, " external destinations"],
                     ))
                     .raw(&self.ctx.if_local)
-                    .jump(&chains.cluster);
+                    .jump(chains.cluster());
             }
             self.rules
                 .append(ext)
@@ -516,7 +518,7 @@ impl ChainWriter<'_> {
                     &["route LOCAL traffic for ", name, " external destinations"],
                 ))
                 .raw("-m addrtype --src-type LOCAL")
-                .jump(&chains.cluster);
+                .jump(chains.cluster());
         }
         if facts.has_external {
             self.rules.append(ext).jump(facts.external_policy_chain);
@@ -524,7 +526,7 @@ impl ChainWriter<'_> {
     }
 
     fn firewall_chain(&mut self, entry: &ServiceEntry, chains: &ServiceChains) {
-        let fw = chains.firewall.as_str();
+        let fw = chains.firewall();
         self.chains.insert(fw);
         let svc = &entry.service;
         let mut allow_from_node = false;
@@ -533,7 +535,7 @@ impl ChainWriter<'_> {
                 .append(fw)
                 .comment(comment_text(self.comment, &[self.name, " loadbalancer IP"]))
                 .value("-s", cidr)
-                .jump(&chains.external);
+                .jump(chains.external());
             allow_from_node |= self
                 .ctx
                 .settings
@@ -546,7 +548,7 @@ impl ChainWriter<'_> {
                     .append(fw)
                     .comment(comment_text(self.comment, &[self.name, " loadbalancer IP"]))
                     .ip("-s", ip)
-                    .jump(&chains.external);
+                    .jump(chains.external());
             }
         }
         self.rules

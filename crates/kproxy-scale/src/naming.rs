@@ -38,7 +38,9 @@ fn port_name(spec: &ServiceSpec) -> ServicePortName {
 pub fn service_chain(table: ChainTable, spec: &ServiceSpec) -> String {
     let name = port_name(spec);
     match table {
-        ChainTable::IptablesNat => kproxy_iptables::ServiceChains::of(&name).cluster,
+        ChainTable::IptablesNat => kproxy_iptables::ServiceChains::of(&name)
+            .cluster()
+            .to_string(),
         ChainTable::NftKubeProxy => kproxy_nftables::naming::ServiceChainNames::new(&name).cluster,
     }
 }
