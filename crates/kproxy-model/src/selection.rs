@@ -103,24 +103,20 @@ fn topology_hint<'a>(
     endpoints: &[Endpoint],
     topology: &'a NodeTopology,
 ) -> Option<TopologyHint<'a>> {
-    let ready: Vec<&Endpoint> = endpoints.iter().filter(|ep| ep.ready).collect();
-    if ready.is_empty() {
+    let ready = || endpoints.iter().filter(|ep| ep.ready);
+    if ready().next().is_none() {
         return None;
     }
     let node = topology.node_name.as_str();
     if !node.is_empty()
-        && ready.iter().all(|ep| !ep.node_hints().is_empty())
-        && ready
-            .iter()
-            .any(|ep| ep.node_hints().iter().any(|n| n == node))
+        && ready().all(|ep| !ep.node_hints().is_empty())
+        && ready().any(|ep| ep.node_hints().iter().any(|n| n == node))
     {
         return Some(TopologyHint::SameNode(node));
     }
     let zone = topology.zone.as_deref()?;
-    if ready.iter().all(|ep| !ep.zone_hints().is_empty())
-        && ready
-            .iter()
-            .any(|ep| ep.zone_hints().iter().any(|z| z == zone))
+    if ready().all(|ep| !ep.zone_hints().is_empty())
+        && ready().any(|ep| ep.zone_hints().iter().any(|z| z == zone))
     {
         return Some(TopologyHint::SameZone(zone));
     }
