@@ -104,9 +104,7 @@ fn topology_hint<'a>(
     topology: &'a NodeTopology,
 ) -> Option<TopologyHint<'a>> {
     let ready = || endpoints.iter().filter(|ep| ep.ready);
-    if ready().next().is_none() {
-        return None;
-    }
+    ready().next()?;
     let node = topology.node_name.as_str();
     if !node.is_empty()
         && ready().all(|ep| !ep.node_hints().is_empty())
