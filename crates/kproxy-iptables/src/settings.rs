@@ -93,7 +93,7 @@ pub struct IptablesSettings {
     /// On full syncs, send the per-service chains in restores of at most this many
     /// service ports ahead of the main restore (see `SyncPlan::chunks`). iptables-nft's
     /// `--noflush` restore costs the square of its size, so one 10,000-service restore
-    /// never finishes while forty of 250 take seconds. `None` keeps one restore.
+    /// never finishes while eighty of 125 take seconds. `None` keeps one restore.
     pub max_services_per_restore: Option<usize>,
 }
 
