@@ -39,6 +39,10 @@ pub struct SyncPlan {
     pub no_local_external: usize,
 }
 
+/// A service port's name as the proxier's maps and beliefs hold it: shared, so that a
+/// full sync's bookkeeping copies no names.
+type PortKey = Arc<ServicePortName>;
+
 struct CachedService {
     rules: Arc<ServiceRules>,
     large_cluster: bool,
@@ -46,8 +50,8 @@ struct CachedService {
 
 /// What a sync changes in the kernel once it succeeds.
 struct PendingBelief {
-    written: Vec<(ServicePortName, Arc<ServiceRules>)>,
-    removed: Vec<ServicePortName>,
+    written: Vec<(PortKey, Arc<ServiceRules>)>,
+    removed: Vec<PortKey>,
     newly_stale: Vec<String>,
     deleted: Vec<String>,
     full: bool,
@@ -57,9 +61,9 @@ struct PendingBelief {
 /// Renders syncs for one IP family and tracks kernel state between them.
 pub struct IptablesProxier {
     settings: IptablesSettings,
-    cache: FxHashMap<ServicePortName, CachedService>,
+    cache: FxHashMap<PortKey, CachedService>,
     /// The per-service chains believed in the kernel, by the port that owns them.
-    kernel: BTreeMap<ServicePortName, Arc<ServiceRules>>,
+    kernel: BTreeMap<PortKey, Arc<ServiceRules>>,
     /// Chains believed in the kernel that no service port uses any more.
     stale: BTreeSet<String>,
     need_full_sync: bool,
@@ -192,9 +196,10 @@ impl IptablesProxier {
         let mut skipped_rules = 0;
         for (name, _) in snapshot.entries() {
             let service_changed = changed.contains(&name.service);
-            let Some(rules) = self.cache.get(name).map(|c| Arc::clone(&c.rules)) else {
+            let Some((key, cached)) = self.cache.get_key_value(name) else {
                 continue;
             };
+            let rules = Arc::clone(&cached.rules);
             sections.every_port.push(Arc::clone(&rules));
             plan.nat_rules_written += rules.dispatch_rule_count;
             plan.no_local_internal += usize::from(rules.no_local_internal);
@@ -223,7 +228,7 @@ impl IptablesProxier {
                         );
                     }
                 }
-                pending.written.push((name.clone(), rules));
+                pending.written.push((Arc::clone(key), rules));
             } else {
                 skipped_rules += rules.chain_rule_count;
             }
@@ -304,14 +309,15 @@ impl IptablesProxier {
                             .map(str::to_string),
                     );
                 }
+                let key = Arc::new(name.clone());
                 self.cache.insert(
-                    name.clone(),
+                    Arc::clone(&key),
                     CachedService {
                         rules: Arc::clone(&rules),
                         large_cluster,
                     },
                 );
-                pending.written.push((name.clone(), rules));
+                pending.written.push((key, rules));
             }
         }
         for name in &pending.removed {
@@ -381,8 +387,8 @@ impl IptablesProxier {
         snapshot: &Snapshot,
         changed: &BTreeSet<NamespacedName>,
         full: bool,
-    ) -> Vec<ServicePortName> {
-        let gone = |name: &&ServicePortName| snapshot.entry(name).is_none();
+    ) -> Vec<PortKey> {
+        let gone = |name: &&PortKey| snapshot.entry(name).is_none();
         if full {
             return self.kernel.keys().filter(gone).cloned().collect();
         }
@@ -441,13 +447,14 @@ impl IptablesProxier {
             .collect();
         let ctx = RenderContext::new(&self.settings, large_cluster);
         let rendered = render_in_parallel(&ctx, &todo);
-        self.cache.reserve(todo.len());
+        self.cache.reserve(rendered.len());
         for ((name, _), rules) in todo.into_iter().zip(rendered) {
+            let key = Arc::new(name.clone());
             let cached = CachedService {
                 rules: Arc::new(rules),
                 large_cluster,
             };
-            self.cache.insert(name.clone(), cached);
+            self.cache.insert(key, cached);
         }
     }
 
@@ -521,32 +528,29 @@ fn diff_lines(out: &mut String, old: &str, new: &str, insert: bool) -> usize {
 /// Below this many ports, rendering stays on the calling thread.
 const PARALLEL_RENDER_MIN: usize = 512;
 
+/// Each port's rules, rendered on all cores when there are many. The rendering threads
+/// allocate as little as they can: the agent runs with one malloc arena, which they share.
 fn render_in_parallel(
     ctx: &RenderContext<'_>,
     todo: &[(&ServicePortName, &Arc<ServiceEntry>)],
 ) -> Vec<ServiceRules> {
+    let render_part = |part: &[(&ServicePortName, &Arc<ServiceEntry>)]| {
+        let mut renderer = ServiceRenderer::default();
+        part.iter()
+            .map(|(_, entry)| renderer.render(ctx, entry))
+            .collect::<Vec<_>>()
+    };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     if todo.len() < PARALLEL_RENDER_MIN || threads < 2 {
-        let mut renderer = ServiceRenderer::default();
-        return todo
-            .iter()
-            .map(|(_, entry)| renderer.render(ctx, entry))
-            .collect();
+        return render_part(todo);
     }
     let chunk = todo.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let workers: Vec<_> = todo
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut renderer = ServiceRenderer::default();
-                    part.iter()
-                        .map(|(_, entry)| renderer.render(ctx, entry))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|part| scope.spawn(move || render_part(part)))
             .collect();
         workers
             .into_iter()
