@@ -1,5 +1,6 @@
 //! A small writer for one iptables rule line, so quoting lives in one place.
 
+use kproxy_model::Decimal;
 use std::net::IpAddr;
 
 /// Rule lines and how many there are, counted as they are written.
@@ -110,18 +111,8 @@ fn push_flag(out: &mut String, flag: &str) {
 }
 
 /// A decimal number.
-fn push_decimal(out: &mut String, mut value: u32) {
-    let mut digits = [0u8; 10];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    for &digit in &digits[start..] {
+fn push_decimal(out: &mut String, value: u32) {
+    for &digit in Decimal::new(value).digits() {
         out.push(char::from(digit));
     }
 }

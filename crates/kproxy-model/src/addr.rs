@@ -140,18 +140,8 @@ impl HostPort {
         }
     }
 
-    fn push_decimal(&mut self, mut value: u16) {
-        let mut digits = [0u8; 5];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        for &digit in &digits[start..] {
+    fn push_decimal(&mut self, value: u16) {
+        for &digit in Decimal::new(value.into()).digits() {
             self.push_byte(digit);
         }
     }
@@ -162,6 +152,35 @@ impl HostPort {
             *slot = byte;
             self.len += 1;
         }
+    }
+}
+
+/// A number's decimal digits, worked out without the formatting machinery (rule rendering
+/// writes several per endpoint).
+pub struct Decimal {
+    buffer: [u8; 10],
+    start: usize,
+}
+
+impl Decimal {
+    /// The digits of `value`.
+    pub fn new(mut value: u32) -> Decimal {
+        let mut buffer = [0u8; 10];
+        let mut start = buffer.len();
+        loop {
+            start -= 1;
+            buffer[start] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        Decimal { buffer, start }
+    }
+
+    /// The ASCII digits, most significant first.
+    pub fn digits(&self) -> &[u8] {
+        self.buffer.get(self.start..).unwrap_or_default()
     }
 }
 
@@ -208,6 +227,13 @@ impl Ord for HostPort {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_digits_match_display() {
+        for value in [0, 7, 10, 255, 65535, u32::MAX] {
+            assert_eq!(Decimal::new(value).digits(), value.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn leading_zeros_are_decimal() {

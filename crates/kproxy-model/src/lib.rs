@@ -19,7 +19,7 @@ pub mod snapshot;
 pub mod store;
 pub mod warning;
 
-pub use addr::{join_host_port, parse_cidr_sloppy, parse_ip_sloppy, HostPort, IpFamily};
+pub use addr::{join_host_port, parse_cidr_sloppy, parse_ip_sloppy, Decimal, HostPort, IpFamily};
 pub use endpoint::Endpoint;
 pub use node::NodeFacts;
 pub use objects::{
