@@ -6,7 +6,7 @@ use crate::chain_name::ServiceChains;
 use crate::chain_names::ChainNames;
 use crate::probability::Probabilities;
 use crate::rule::{RuleLine, RuleText};
-use kproxy_model::{Endpoint, Protocol, ServiceEntry};
+use kproxy_model::{Endpoint, ServiceEntry};
 
 /// Writes the per-service chains of one port.
 pub(super) struct ChainWriter<'a> {
@@ -180,12 +180,10 @@ impl ChainWriter<'_> {
         if svc.affinity_timeout.is_some() {
             line = line.raw("-m recent --name").raw(sep).raw("--set");
         }
-        let dnat = match svc.name.protocol {
-            Protocol::Tcp => "-m tcp -p tcp -j DNAT --to-destination",
-            Protocol::Udp => "-m udp -p udp -j DNAT --to-destination",
-            Protocol::Sctp => "-m sctp -p sctp -j DNAT --to-destination",
-        };
-        line.raw(dnat).raw(addr).end();
+        line.raw(port_match(svc.name.protocol))
+            .raw("-j DNAT --to-destination")
+            .raw(addr)
+            .end();
     }
 }
 
@@ -202,6 +200,7 @@ fn endpoint_comment<'r>(
     }
     line.comment(comment_text(text, &[name, " -> ", addr]))
 }
+
 /// Per-endpoint comments are left out in large clusters, as upstream does.
 fn maybe_comment<'r>(line: RuleLine<'r>, large_cluster: bool, text: &str) -> RuleLine<'r> {
     if large_cluster {

@@ -23,28 +23,15 @@ impl DispatchWriter<'_> {
     pub(super) fn write(mut self) {
         let svc = &self.entry.service;
         let facts = self.facts;
-        let name = self.name;
-        let port_match = facts.port_match;
+        let chains = self.chains;
         if facts.has_internal {
-            self.dispatch
-                .append("KUBE-SERVICES")
-                .comment(comment_text(self.comment, &[name, " cluster IP"]))
-                .raw(port_match)
-                .ip("-d", &svc.cluster_ip)
-                .port("--dport", svc.port)
-                .jump(facts.internal_chain);
+            self.dispatch_to(" cluster IP", &svc.cluster_ip, facts.internal_chain);
         } else {
             self.reject_or_drop("KUBE-SERVICES", &svc.cluster_ip);
         }
         for ip in &svc.external_ips {
             if facts.has_endpoints {
-                self.dispatch
-                    .append("KUBE-SERVICES")
-                    .comment(comment_text(self.comment, &[name, " external IP"]))
-                    .raw(port_match)
-                    .ip("-d", ip)
-                    .port("--dport", svc.port)
-                    .jump(self.chains.external());
+                self.dispatch_to(" external IP", ip, chains.external());
             }
             if !facts.has_external {
                 self.reject_or_drop("KUBE-EXTERNAL-SERVICES", ip);
@@ -52,22 +39,16 @@ impl DispatchWriter<'_> {
         }
         for ip in &svc.load_balancer_ips {
             if facts.has_endpoints {
-                self.dispatch
-                    .append("KUBE-SERVICES")
-                    .comment(comment_text(self.comment, &[name, " loadbalancer IP"]))
-                    .raw(port_match)
-                    .ip("-d", ip)
-                    .port("--dport", svc.port)
-                    .jump(facts.lb_chain);
+                self.dispatch_to(" loadbalancer IP", ip, facts.lb_chain);
             }
             if facts.uses_fw {
                 self.filter
                     .append("KUBE-PROXY-FIREWALL")
                     .comment(comment_text(
                         self.comment,
-                        &[name, " traffic not accepted by ", self.chains.firewall()],
+                        &[self.name, " traffic not accepted by ", chains.firewall()],
                     ))
-                    .raw(port_match)
+                    .raw(facts.port_match)
                     .ip("-d", ip)
                     .port("--dport", svc.port)
                     .jump("DROP");
@@ -86,12 +67,24 @@ impl DispatchWriter<'_> {
                 .append("KUBE-NODEPORTS")
                 .comment(comment_text(
                     self.comment,
-                    &[name, " health check node port"],
+                    &[self.name, " health check node port"],
                 ))
                 .raw("-m tcp -p tcp")
                 .port("--dport", svc.health_check_node_port)
                 .jump("ACCEPT");
         }
+    }
+
+    /// The `KUBE-SERVICES` rule that sends the port's traffic to `ip` on to `target`.
+    fn dispatch_to(&mut self, suffix: &str, ip: &IpAddr, target: &str) {
+        let facts = self.facts;
+        self.dispatch
+            .append("KUBE-SERVICES")
+            .comment(comment_text(self.comment, &[self.name, suffix]))
+            .raw(facts.port_match)
+            .ip("-d", ip)
+            .port("--dport", self.entry.service.port)
+            .jump(target);
     }
 
     /// The filter rule that rejects (no endpoints) or drops (no local endpoints) traffic
