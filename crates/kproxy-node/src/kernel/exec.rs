@@ -6,7 +6,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// What a finished tool printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,34 +167,37 @@ fn read_all(pipe: Option<&mut impl Read>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Waits for the child; past the deadline kills its process group and reaps it.
+/// Waits for the child, waking the moment it exits; past the deadline kills its process
+/// group and reaps it.
 fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-            _ => {
-                kill_group(child);
-                let _ = child.wait();
-                return None;
+    let pid = child.id();
+    let (exited, exit) = mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let _ = exited.send(child.wait());
+        });
+        match exit.recv_timeout(timeout) {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                kill_group(pid);
+                let _ = exit.recv();
+                None
             }
         }
-    }
+    })
 }
 
-fn kill_group(child: &mut Child) {
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: kill(2) with a negative pid signals the process group the child leads
-    // (spawned with process_group(0)); it has no memory-safety preconditions.
+/// Kills the process group the child leads (spawned with `process_group(0)`, so the group
+/// includes the child itself).
+fn kill_group(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory-safety
+    // preconditions.
     unsafe {
         libc::kill(-pid, libc::SIGKILL);
     }
-    let _ = child.kill();
 }
 
 /// Finds a tool in `PATH`, then `/usr/sbin` and `/sbin` (often missing from `PATH`).
@@ -213,6 +217,7 @@ fn is_executable(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn sh(
         script: &str,
