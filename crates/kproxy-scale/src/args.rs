@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub timeout: u64,
+    /// Endpoint changes to time, one after another, each on another Service; the report
+    /// gives their spread, and their median as the endpoint change.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub changes: u32,
     /// Skip the kernel floor (plain iptables-restore of the same ruleset).
     #[arg(long)]
     pub no_floor: bool,

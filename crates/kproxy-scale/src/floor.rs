@@ -27,11 +27,15 @@ const NAT_JUMPS: &str = "*nat\n\
     -I OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
     -I POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n\
     COMMIT\n";
-/// The small change once more, under another name.
-const SMALL_CHANGE_HOOKED: &str = "*nat\n\
-    :KUBE-SCALE-FLOOR-2 - [0:0]\n\
-    -A KUBE-SCALE-FLOOR-2 -p tcp -m tcp -j DNAT --to-destination 10.127.255.2:8080\n\
-    COMMIT\n";
+/// The small change once more, under another name (the `n`th time).
+fn small_change_hooked(n: u32) -> String {
+    format!(
+        "*nat\n\
+         :KUBE-SCALE-FLOOR-{n}-H - [0:0]\n\
+         -A KUBE-SCALE-FLOOR-{n}-H -p tcp -m tcp -j DNAT --to-destination 10.127.255.2:8080\n\
+         COMMIT\n"
+    )
+}
 /// How long `kproxy rules` may take.
 const RENDER_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -50,9 +54,12 @@ pub struct Floor {
     #[serde(serialize_with = "crate::report::optional_seconds")]
     pub small_change: Option<Duration>,
     /// The same change once the built-in chains jump into the kube chains (iptables mode
-    /// only).
+    /// only): the median of `small_changes_hooked`.
     #[serde(serialize_with = "crate::report::optional_seconds")]
     pub small_change_hooked: Option<Duration>,
+    /// Each time the hooked change was made (as many as the run's endpoint changes).
+    #[serde(serialize_with = "crate::report::all_seconds")]
+    pub small_changes_hooked: Vec<Duration>,
     /// The full ruleset with `--noflush --counters`, as the agent restores it, into
     /// another empty namespace (iptables mode only).
     #[serde(serialize_with = "crate::report::optional_seconds")]
@@ -60,12 +67,13 @@ pub struct Floor {
 }
 
 /// Renders the cluster with `kproxy rules` and times the restores in fresh namespaces
-/// named `NETNS_PREFIX-1` and `-2`.
+/// named `NETNS_PREFIX-1` and `-2`; the hooked small change is made `repeats` times.
 pub fn measure(
     kproxy: &Path,
     cluster_file: &Path,
     backend: Backend,
     netns_prefix: &str,
+    repeats: u32,
     timeout: Duration,
 ) -> Result<Floor, String> {
     let kproxy = kproxy.to_string_lossy();
@@ -76,15 +84,21 @@ pub fn measure(
         timeout,
     };
     let plain = Netns::create(&format!("{netns_prefix}-1"))?;
-    let (full_restore, small_change, small_change_hooked) = plain.run_inside(|| {
+    let (full_restore, small_change, small_changes_hooked) = plain.run_inside(|| {
         let full = restore.timed(&["-w", "5"], &ruleset)?;
         if full.is_none() {
-            return Ok::<_, String>((None, None, None));
+            return Ok::<_, String>((None, None, Vec::new()));
         }
         let noflush = ["-w", "5", "--noflush"];
         let small = restore.timed(&noflush, SMALL_CHANGE.as_bytes())?;
         restore.timed(&noflush, NAT_JUMPS.as_bytes())?;
-        let hooked = restore.timed(&noflush, SMALL_CHANGE_HOOKED.as_bytes())?;
+        let mut hooked = Vec::new();
+        for n in 0..repeats {
+            let change = small_change_hooked(n);
+            if let Some(took) = restore.timed(&noflush, change.as_bytes())? {
+                hooked.push(took);
+            }
+        }
         Ok((full, small, hooked))
     })??;
     drop(plain);
@@ -96,7 +110,8 @@ pub fn measure(
         ruleset_lines: ruleset.iter().filter(|b| **b == b'\n').count() as u64,
         full_restore,
         small_change,
-        small_change_hooked,
+        small_change_hooked: median(&small_changes_hooked),
+        small_changes_hooked,
         full_restore_noflush,
     })
 }
@@ -132,8 +147,16 @@ pub fn measure_nft(
         full_restore,
         small_change,
         small_change_hooked: None,
+        small_changes_hooked: Vec::new(),
         full_restore_noflush: None,
     })
+}
+
+/// The median of some durations.
+fn median(values: &[Duration]) -> Option<Duration> {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).copied()
 }
 
 /// The backend's iptables-restore (or nft) with a deadline.

@@ -55,8 +55,10 @@ pub struct Report {
     pub first_sync: Step,
     /// What one dump of the table showed after the first sync (or why there is none).
     pub table: Result<TableCount, String>,
-    /// One endpoint of one service replaced.
+    /// One endpoint of one service replaced: the median of `endpoint_changes`.
     pub endpoint_change: Option<Step>,
+    /// Every endpoint change timed, in order.
+    pub endpoint_changes: Vec<Step>,
     /// One new service with its endpoints.
     pub new_service: Option<Step>,
     /// The agent's memory and CPU at the end (before it was stopped).
@@ -74,6 +76,11 @@ pub struct Report {
 /// Serializes a duration as seconds.
 pub fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+/// Serializes durations as seconds.
+pub fn all_seconds<S: Serializer>(d: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(d.iter().map(Duration::as_secs_f64))
 }
 
 /// Serializes an optional duration as seconds or null.
@@ -122,6 +129,44 @@ fn step_row(f: &mut fmt::Formatter<'_>, name: &str, step: &Step, limit: &str) ->
     )
 }
 
+/// The spread of several endpoint changes: to the kernel, the restores alone, and the rest
+/// (the agent's own part, with the relay's start-up).
+fn changes_row(f: &mut fmt::Formatter<'_>, steps: &[Step]) -> fmt::Result {
+    let finished: Vec<&Step> = steps.iter().filter(|s| s.to_kernel.is_some()).collect();
+    let to_kernel = spread(finished.iter().filter_map(|s| s.to_kernel));
+    let restore = spread(finished.iter().map(|s| s.restore_time));
+    let rest = spread(
+        finished
+            .iter()
+            .filter_map(|s| s.to_kernel.map(|t| t.saturating_sub(s.restore_time))),
+    );
+    writeln!(
+        f,
+        "  endpoint changes ×{:<4}  min / median / max: {to_kernel}; restores alone {restore}; the rest {rest}{}",
+        steps.len(),
+        if finished.len() < steps.len() {
+            format!(" ({} did not finish)", steps.len() - finished.len())
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// `min / median / max` of some durations.
+fn spread(values: impl Iterator<Item = Duration>) -> String {
+    let mut sorted: Vec<Duration> = values.collect();
+    sorted.sort();
+    match (sorted.first(), sorted.get(sorted.len() / 2), sorted.last()) {
+        (Some(min), Some(median), Some(max)) => format!(
+            "{} / {} / {}",
+            time(Some(*min), ""),
+            time(Some(*median), ""),
+            time(Some(*max), "")
+        ),
+        _ => "none finished".into(),
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let limit = format!("{} s", self.timeout.as_secs());
@@ -159,6 +204,9 @@ impl fmt::Display for Report {
                 Some(step) => step_row(f, name, step, &change_limit)?,
                 None => writeln!(f, "  {name:<22} not measured")?,
             }
+        }
+        if self.endpoint_changes.len() > 1 {
+            changes_row(f, &self.endpoint_changes)?;
         }
         if let Some(usage) = &self.agent_usage {
             writeln!(
@@ -215,6 +263,15 @@ impl fmt::Display for Report {
                     time(floor.full_restore_noflush, &limit),
                 )?;
                 let (small, hooked) = match floor.full_restore {
+                    Some(_) if floor.small_changes_hooked.len() > 1 => (
+                        time(floor.small_change, &limit),
+                        format!(
+                            "{} (×{}: {})",
+                            time(floor.small_change_hooked, &limit),
+                            floor.small_changes_hooked.len(),
+                            spread(floor.small_changes_hooked.iter().copied())
+                        ),
+                    ),
                     Some(_) => (
                         time(floor.small_change, &limit),
                         time(floor.small_change_hooked, &limit),

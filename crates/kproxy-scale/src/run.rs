@@ -119,7 +119,7 @@ fn measure(
         },
         restore_log: workdir.file("restores.log"),
     };
-    let timed = time_steps(&mut session, &api, shape, &start, timeout)?;
+    let timed = time_steps(&mut session, &api, shape, &start, args.changes, timeout)?;
     let agent_usage = session.agent.usage();
     session.agent.stop();
     // A restore the agent started may outlive it; it must not run beside the floor.
@@ -131,7 +131,15 @@ fn measure(
         (true, _) => Err("--no-floor".into()),
         (false, Mode::Nftables) => floor::measure_nft(kproxy, &cluster_file, &floor_netns, timeout),
         (false, Mode::Iptables) => {
-            floor::measure(kproxy, &cluster_file, args.backend, &floor_netns, timeout)
+            let netns = &floor_netns;
+            floor::measure(
+                kproxy,
+                &cluster_file,
+                args.backend,
+                netns,
+                args.changes,
+                timeout,
+            )
         }
     };
     Ok(Report {
@@ -145,7 +153,8 @@ fn measure(
         change_timeout,
         first_sync: timed.first_sync,
         table: timed.table,
-        endpoint_change: timed.endpoint_change,
+        endpoint_change: median_step(&timed.endpoint_changes),
+        endpoint_changes: timed.endpoint_changes,
         new_service: timed.new_service,
         agent_usage,
         restore_calls: calls.len(),
@@ -159,17 +168,19 @@ fn measure(
 struct TimedSteps {
     first_sync: Step,
     table: Result<TableCount, String>,
-    endpoint_change: Option<Step>,
+    endpoint_changes: Vec<Step>,
     new_service: Option<Step>,
     notes: Vec<String>,
 }
 
-/// Times the first sync (from `start`), counts the table, then times the two changes.
+/// Times the first sync (from `start`), counts the table, then times `changes` endpoint
+/// changes and one new service.
 fn time_steps(
     session: &mut Session,
     api: &FakeApiServer,
     shape: Shape,
     start: &Mark,
+    changes: u32,
     timeout: Duration,
 ) -> Result<TimedSteps, String> {
     let table = session.kernel.table;
@@ -184,7 +195,7 @@ fn time_steps(
         return Ok(TimedSteps {
             first_sync,
             table: Err("no first sync".into()),
-            endpoint_change: None,
+            endpoint_changes: Vec::new(),
             new_service: None,
             notes: vec![format!(
                 "first sync did not finish in {} s",
@@ -194,12 +205,14 @@ fn time_steps(
     }
     let count = session.kernel.count(DUMP_TIMEOUT.min(timeout));
     let change_timeout = CHANGE_TIMEOUT.min(timeout);
-    let endpoint = change_endpoint(session, api, shape, table, change_timeout)?;
+    let endpoint_changes = (0..changes)
+        .map(|n| change_endpoint(session, api, shape, table, n, change_timeout))
+        .collect::<Result<Vec<_>, _>>()?;
     let service = add_service(session, api, shape, table, change_timeout)?;
     Ok(TimedSteps {
         first_sync,
         table: count,
-        endpoint_change: Some(endpoint),
+        endpoint_changes,
         new_service: Some(service),
         notes: Vec::new(),
     })
@@ -283,18 +296,20 @@ fn find_tool(name: &str) -> Result<PathBuf, String> {
     found.ok_or(format!("{name} not found in PATH, /usr/sbin or /sbin"))
 }
 
-/// Replaces the first endpoint of the middle service with a new pod IP.
+/// The `n`th endpoint change: replaces the first endpoint of the `n`th service from the
+/// middle with the `n`th spare pod IP.
 fn change_endpoint(
     session: &mut Session,
     api: &FakeApiServer,
     shape: Shape,
     table: ChainTable,
+    n: u32,
     timeout: Duration,
 ) -> Result<Step, String> {
     std::thread::sleep(QUIET);
-    let spec = ServiceSpec::nth(shape.services / 2);
+    let spec = ServiceSpec::nth((shape.services / 2 + n) % shape.services);
     let mut ips = spec.pod_ips(shape.endpoints);
-    ips[0] = spare_pod_ip(0);
+    ips[0] = spare_pod_ip(n);
     let chain = endpoint_chain(table, &spec, ips[0]);
     let mark = session.mark();
     api.apply_json(spec.slice_json(&ips))
@@ -322,6 +337,14 @@ fn add_service(
         .and_then(|_| api.apply_json(spec.slice_json(&ips)))
         .map_err(|e| e.to_string())?;
     session.wait_for(&mark, &chains, Instant::now() + timeout)
+}
+
+/// The step with the median time to the kernel (one that did not finish counts as the
+/// slowest).
+fn median_step(steps: &[Step]) -> Option<Step> {
+    let mut sorted: Vec<&Step> = steps.iter().collect();
+    sorted.sort_by_key(|step| step.to_kernel.unwrap_or(Duration::MAX));
+    sorted.get(sorted.len() / 2).map(|step| (*step).clone())
 }
 
 /// The 1, 5 and 15 minute load averages.

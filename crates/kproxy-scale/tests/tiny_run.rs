@@ -55,7 +55,7 @@ fn requirements() -> Option<PathBuf> {
 fn run_harness(kproxy: &Path) -> (String, u32) {
     let mut child = Command::new(HARNESS)
         .args(["--services", "50", "--endpoints", "3", "--backend", "nft"])
-        .args(["--timeout", "20", "--json", "--kproxy"])
+        .args(["--timeout", "20", "--changes", "2", "--json", "--kproxy"])
         .arg(kproxy)
         .stdout(Stdio::piped())
         .spawn()
@@ -100,6 +100,11 @@ fn a_tiny_cluster_reaches_the_kernel_and_every_figure_is_reported() {
             "{report:#}"
         );
     }
+    assert_eq!(
+        report["endpoint_changes"].as_array().map(Vec::len),
+        Some(2),
+        "{report:#}"
+    );
     assert!(report["agent_usage"]["peak_rss_bytes"].as_u64() > Some(0));
     assert!(seconds(&report, "/floor/Ok/full_restore") > 0.0);
     assert!(seconds(&report, "/floor/Ok/small_change") > 0.0);
