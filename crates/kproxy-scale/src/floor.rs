@@ -10,6 +10,7 @@
 use crate::args::Backend;
 use crate::exec::{run, run_ok};
 use crate::netns::Netns;
+use crate::report::{median, sorted};
 use std::path::Path;
 use std::time::Duration;
 
@@ -110,7 +111,7 @@ pub fn measure(
         ruleset_lines: ruleset.iter().filter(|b| **b == b'\n').count() as u64,
         full_restore,
         small_change,
-        small_change_hooked: median(&small_changes_hooked),
+        small_change_hooked: median(&sorted(small_changes_hooked.iter().copied())),
         small_changes_hooked,
         full_restore_noflush,
     })
@@ -150,13 +151,6 @@ pub fn measure_nft(
         small_changes_hooked: Vec::new(),
         full_restore_noflush: None,
     })
-}
-
-/// The median of some durations.
-fn median(values: &[Duration]) -> Option<Duration> {
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    sorted.get(sorted.len() / 2).copied()
 }
 
 /// The backend's iptables-restore (or nft) with a deadline.

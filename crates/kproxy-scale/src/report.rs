@@ -154,17 +154,28 @@ fn changes_row(f: &mut fmt::Formatter<'_>, steps: &[Step]) -> fmt::Result {
 
 /// `min / median / max` of some durations.
 fn spread(values: impl Iterator<Item = Duration>) -> String {
-    let mut sorted: Vec<Duration> = values.collect();
-    sorted.sort();
-    match (sorted.first(), sorted.get(sorted.len() / 2), sorted.last()) {
+    let sorted = sorted(values);
+    match (sorted.first(), median(&sorted), sorted.last()) {
         (Some(min), Some(median), Some(max)) => format!(
             "{} / {} / {}",
             time(Some(*min), ""),
-            time(Some(*median), ""),
+            time(Some(median), ""),
             time(Some(*max), "")
         ),
         _ => "none finished".into(),
     }
+}
+
+/// Durations in ascending order.
+pub fn sorted(values: impl Iterator<Item = Duration>) -> Vec<Duration> {
+    let mut sorted: Vec<Duration> = values.collect();
+    sorted.sort();
+    sorted
+}
+
+/// The median of durations already in ascending order (the upper one of an even count).
+pub fn median(sorted: &[Duration]) -> Option<Duration> {
+    sorted.get(sorted.len() / 2).copied()
 }
 
 impl fmt::Display for Report {
