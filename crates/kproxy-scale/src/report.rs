@@ -166,6 +166,14 @@ fn spread(values: impl Iterator<Item = Duration>) -> String {
     }
 }
 
+/// The step with the median time to the kernel (one that did not finish counts as the
+/// slowest).
+pub fn median_step(steps: &[Step]) -> Option<Step> {
+    let mut sorted: Vec<&Step> = steps.iter().collect();
+    sorted.sort_by_key(|step| step.to_kernel.unwrap_or(Duration::MAX));
+    sorted.get(sorted.len() / 2).map(|step| (*step).clone())
+}
+
 /// Durations in ascending order.
 pub fn sorted(values: impl Iterator<Item = Duration>) -> Vec<Duration> {
     let mut sorted: Vec<Duration> = values.collect();
@@ -300,5 +308,38 @@ impl fmt::Display for Report {
             writeln!(f, "  note: {note}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn step(to_kernel: Option<u64>) -> Step {
+        Step {
+            to_kernel: to_kernel.map(ms),
+            ..Step::default()
+        }
+    }
+
+    #[test]
+    fn the_median_step_counts_an_unfinished_one_as_the_slowest() {
+        let steps = [step(Some(300)), step(None), step(Some(100))];
+        assert_eq!(median_step(&steps).and_then(|s| s.to_kernel), Some(ms(300)));
+        let steps = [step(Some(300)), step(Some(200)), step(Some(100))];
+        assert_eq!(median_step(&steps).and_then(|s| s.to_kernel), Some(ms(200)));
+        assert!(median_step(&[]).is_none());
+    }
+
+    #[test]
+    fn spreads_are_min_median_max_in_order() {
+        let values = [ms(320), ms(270), ms(360)].into_iter();
+        assert_eq!(spread(values), "270.0 ms / 320.0 ms / 360.0 ms");
+        assert_eq!(spread(std::iter::empty()), "none finished");
+        assert_eq!(median(&sorted([ms(4), ms(1)].into_iter())), Some(ms(4)));
     }
 }

@@ -8,7 +8,7 @@ use crate::naming::{endpoint_chain, service_chain, ChainTable};
 use crate::netns::NodeNetwork;
 use crate::probe::{Kernel, TableCount};
 use crate::relay::{self, read_log};
-use crate::report::{Report, Step};
+use crate::report::{median_step, Report, Step};
 use crate::steps::{Mark, Session};
 use crate::workdir::Workdir;
 use crate::{floor, signals};
@@ -337,14 +337,6 @@ fn add_service(
         .and_then(|_| api.apply_json(spec.slice_json(&ips)))
         .map_err(|e| e.to_string())?;
     session.wait_for(&mark, &chains, Instant::now() + timeout)
-}
-
-/// The step with the median time to the kernel (one that did not finish counts as the
-/// slowest).
-fn median_step(steps: &[Step]) -> Option<Step> {
-    let mut sorted: Vec<&Step> = steps.iter().collect();
-    sorted.sort_by_key(|step| step.to_kernel.unwrap_or(Duration::MAX));
-    sorted.get(sorted.len() / 2).map(|step| (*step).clone())
 }
 
 /// The 1, 5 and 15 minute load averages.
