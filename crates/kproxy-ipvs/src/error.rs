@@ -37,6 +37,14 @@ pub enum Error {
         /// What it wrote on stderr.
         stderr: String,
     },
+    /// An external tool ran past its deadline and was killed.
+    #[error("{command} did not finish within {after:?} and was killed")]
+    ToolTimeout {
+        /// The command line.
+        command: String,
+        /// The deadline.
+        after: std::time::Duration,
+    },
 }
 
 impl From<kproxy_netlink::Error> for Error {

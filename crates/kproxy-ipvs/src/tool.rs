@@ -1,13 +1,21 @@
 //! Running a kernel tool (`ipset`, `ip`), optionally inside a named network
 //! namespace: the one place that spawns processes.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use kproxy_process::{own_group, wait_with_deadline};
 
 use crate::error::{Error, Result};
 
+/// How long one tool may run before it is killed (with anything it started) and its
+/// sync fails: generous for a large `ipset restore`, short of leaving the sync loop hung.
+pub(crate) const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Runs `program args` (in `netns`, if given) with `stdin` as its input and
-/// returns its stdout; a non-zero exit is an [`Error::Tool`] with its stderr.
+/// returns its stdout; a non-zero exit is an [`Error::Tool`] with its stderr, a tool
+/// still running after [`TOOL_TIMEOUT`] an [`Error::ToolTimeout`].
 ///
 /// The input is written from another thread while the output is read, so a
 /// tool that writes much before reading all its input cannot block us; and a
@@ -19,6 +27,16 @@ pub(crate) fn run(
     args: &[&str],
     stdin: &str,
 ) -> Result<String> {
+    run_within(netns, program, args, stdin, TOOL_TIMEOUT)
+}
+
+fn run_within(
+    netns: Option<&str>,
+    program: &str,
+    args: &[&str],
+    stdin: &str,
+    timeout: Duration,
+) -> Result<String> {
     let mut argv: Vec<&str> = Vec::new();
     if let Some(ns) = netns {
         argv.extend(["ip", "netns", "exec", ns]);
@@ -26,35 +44,55 @@ pub(crate) fn run(
     argv.push(program);
     argv.extend_from_slice(args);
     let line = argv.join(" ");
-    let mut child = Command::new(argv[0])
+    let mut command = Command::new(argv[0]);
+    let mut child = own_group(&mut command)
         .args(&argv[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::io(format!("start {line}"), e))?;
-    let (out, written) = std::thread::scope(|scope| {
-        let writer = child
-            .stdin
-            .take()
-            .map(|mut input| scope.spawn(move || input.write_all(stdin.as_bytes())));
-        let out = child.wait_with_output();
+    let input = child.stdin.take();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let (status, out, err, written) = std::thread::scope(|scope| {
+        let writer = input.map(|mut pipe| scope.spawn(move || pipe.write_all(stdin.as_bytes())));
+        let out = scope.spawn(move || read_all(stdout.as_mut()));
+        let err = scope.spawn(move || read_all(stderr.as_mut()));
+        let status = wait_with_deadline(&mut child, timeout);
         let written = writer.map_or(Ok(()), |w| {
             w.join()
                 .unwrap_or_else(|_| Err(std::io::Error::other("the input writer panicked")))
         });
-        (out, written)
+        let out = out.join().unwrap_or_default();
+        let err = err.join().unwrap_or_default();
+        (status, out, err, written)
     });
-    let out = out.map_err(|e| Error::io(format!("wait for {line}"), e))?;
-    if !out.status.success() {
+    let Some(status) = status else {
+        return Err(Error::ToolTimeout {
+            command: line,
+            after: timeout,
+        });
+    };
+    if !status.success() {
         return Err(Error::Tool {
             command: line,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            status: status.to_string(),
+            stderr: String::from_utf8_lossy(&err).trim().to_string(),
         });
     }
     written.map_err(|e| Error::io(format!("write to {line}"), e))?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Everything a pipe yields until it closes (a read error ends it early; the exit status
+/// still tells the outcome).
+fn read_all(pipe: Option<&mut impl Read>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Some(pipe) = pipe {
+        let _ = pipe.read_to_end(&mut bytes);
+    }
+    bytes
 }
 
 #[cfg(test)]
@@ -68,6 +106,14 @@ mod tests {
             .expect_err("the tool fails");
         let text = error.to_string();
         assert!(text.contains("refused"), "{text}");
+    }
+
+    #[test]
+    fn a_hung_tool_is_killed_with_its_children_at_the_deadline() {
+        let deadline = Duration::from_millis(200);
+        let error = run_within(None, "sh", &["-c", "sleep 30 & sleep 30"], "", deadline)
+            .expect_err("the tool is killed");
+        assert!(matches!(error, Error::ToolTimeout { .. }), "{error}");
     }
 
     #[test]

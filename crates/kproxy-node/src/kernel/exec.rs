@@ -2,11 +2,10 @@
 //! output and a deadline. A child that outlives its deadline is killed with its whole
 //! process group and reaped, so hung tools never pile up.
 
+use kproxy_process::{own_group, wait_with_deadline};
 use std::io::{self, Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// What a finished tool printed.
@@ -120,7 +119,8 @@ pub fn run_tool_with_input(
         program: program.to_path_buf(),
         source,
     };
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    let mut child = own_group(&mut command)
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -129,7 +129,6 @@ pub fn run_tool_with_input(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .spawn()
         .map_err(spawn_error)?;
     let input = child.stdin.take();
@@ -165,39 +164,6 @@ fn read_all(pipe: Option<&mut impl Read>) -> String {
         let _ = pipe.read_to_end(&mut bytes);
     }
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// Waits for the child, waking the moment it exits; past the deadline kills its process
-/// group and reaps it.
-fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let pid = child.id();
-    let (exited, exit) = mpsc::channel();
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let _ = exited.send(child.wait());
-        });
-        match exit.recv_timeout(timeout) {
-            Ok(status) => status.ok(),
-            Err(_) => {
-                kill_group(pid);
-                let _ = exit.recv();
-                None
-            }
-        }
-    })
-}
-
-/// Kills the process group the child leads (spawned with `process_group(0)`, so the group
-/// includes the child itself).
-fn kill_group(pid: u32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory-safety
-    // preconditions.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-    }
 }
 
 /// Finds a tool in `PATH`, then `/usr/sbin` and `/sbin` (often missing from `PATH`).
