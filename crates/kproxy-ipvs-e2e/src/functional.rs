@@ -25,7 +25,7 @@ const NODEPORT_SVC: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 11);
 const NODE_PORT: u16 = 30080;
 const STICKY: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 12);
 /// How long the agent may take to bring a cluster file change to the kernel.
-const CHANGE_TIMEOUT: Duration = Duration::from_secs(15);
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn vip(ip: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), port)
@@ -112,7 +112,7 @@ pub fn run(kproxy: &Path, dir: &Path, checks: &mut Checks) {
             return;
         }
     };
-    let synced = agent.wait_synced(Duration::from_secs(20)).map(|took| {
+    let synced = agent.wait_synced(Duration::from_secs(60)).map(|took| {
         println!("     first sync reported after {took:.2?}");
     });
     if !checks.record("agent starts in ipvs mode and syncs", synced) {
