@@ -1,11 +1,9 @@
 //! Running a kernel tool (`ipset`, `ip`), optionally inside a named network
 //! namespace: the one place that spawns processes.
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::process::Command;
 use std::time::Duration;
-
-use kproxy_process::{own_group, wait_with_deadline};
 
 use crate::error::{Error, Result};
 
@@ -44,31 +42,14 @@ fn run_within(
     argv.push(program);
     argv.extend_from_slice(args);
     let line = argv.join(" ");
-    let mut command = Command::new(argv[0]);
-    let mut child = own_group(&mut command)
-        .args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io(format!("start {line}"), e))?;
-    let input = child.stdin.take();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let (status, out, err, written) = std::thread::scope(|scope| {
-        let writer = input.map(|mut pipe| scope.spawn(move || pipe.write_all(stdin.as_bytes())));
-        let out = scope.spawn(move || read_all(stdout.as_mut()));
-        let err = scope.spawn(move || read_all(stderr.as_mut()));
-        let status = wait_with_deadline(&mut child, timeout);
-        let written = writer.map_or(Ok(()), |w| {
-            w.join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the input writer panicked")))
-        });
-        let out = out.join().unwrap_or_default();
-        let err = err.join().unwrap_or_default();
-        (status, out, err, written)
-    });
-    let Some(status) = status else {
+    let write = |pipe: &mut dyn Write| pipe.write_all(stdin.as_bytes());
+    let done = kproxy_process::run(
+        Command::new(argv[0]).args(&argv[1..]),
+        Some(&write),
+        timeout,
+    )
+    .map_err(|e| Error::io(format!("start {line}"), e))?;
+    let Some(status) = done.status else {
         return Err(Error::ToolTimeout {
             command: line,
             after: timeout,
@@ -78,21 +59,12 @@ fn run_within(
         return Err(Error::Tool {
             command: line,
             status: status.to_string(),
-            stderr: String::from_utf8_lossy(&err).trim().to_string(),
+            stderr: String::from_utf8_lossy(&done.stderr).trim().to_string(),
         });
     }
-    written.map_err(|e| Error::io(format!("write to {line}"), e))?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// Everything a pipe yields until it closes (a read error ends it early; the exit status
-/// still tells the outcome).
-fn read_all(pipe: Option<&mut impl Read>) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    if let Some(pipe) = pipe {
-        let _ = pipe.read_to_end(&mut bytes);
-    }
-    bytes
+    done.input
+        .map_err(|e| Error::io(format!("write to {line}"), e))?;
+    Ok(String::from_utf8_lossy(&done.stdout).into_owned())
 }
 
 #[cfg(test)]

@@ -131,13 +131,13 @@ fn measure(
         (true, _) => Err("--no-floor".into()),
         (false, Mode::Nftables) => floor::measure_nft(kproxy, &cluster_file, &floor_netns, timeout),
         (false, Mode::Iptables) => {
-            let netns = &floor_netns;
+            let (backend, changes) = (args.backend, args.changes);
             floor::measure(
                 kproxy,
                 &cluster_file,
-                args.backend,
-                netns,
-                args.changes,
+                backend,
+                &floor_netns,
+                changes,
                 timeout,
             )
         }

@@ -2,10 +2,9 @@
 //! output and a deadline. A child that outlives its deadline is killed with its whole
 //! process group and reaped, so hung tools never pile up.
 
-use kproxy_process::{own_group, wait_with_deadline};
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// What a finished tool printed.
@@ -105,7 +104,7 @@ pub fn run_tool(
 }
 
 /// Writes a tool's standard input (on a thread of its own, while the tool runs).
-pub type InputWriter<'a> = &'a (dyn Fn(&mut dyn Write) -> io::Result<()> + Sync);
+pub use kproxy_process::InputWriter;
 
 /// [`run_tool`] with standard input produced by `stdin` as the tool reads it (a large
 /// restore input is never copied into one buffer).
@@ -115,55 +114,23 @@ pub fn run_tool_with_input(
     stdin: Option<InputWriter<'_>>,
     timeout: Duration,
 ) -> Result<ToolOutput, KernelError> {
-    let spawn_error = |source| KernelError::Spawn {
-        program: program.to_path_buf(),
-        source,
-    };
-    let mut command = Command::new(program);
-    let mut child = own_group(&mut command)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_error)?;
-    let input = child.stdin.take();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    std::thread::scope(|scope| {
-        if let (Some(mut pipe), Some(write)) = (input, stdin) {
-            // A child that exits early closes the pipe; its status tells what happened.
-            scope.spawn(move || write(&mut pipe));
-        }
-        let out = scope.spawn(move || read_all(stdout.as_mut()));
-        let err = scope.spawn(move || read_all(stderr.as_mut()));
-        let status = wait_with_deadline(&mut child, timeout);
-        let stdout = out.join().unwrap_or_default();
-        let stderr = err.join().unwrap_or_default();
-        match status {
-            Some(status) => Ok(ToolOutput {
-                code: status.code(),
-                stdout,
-                stderr,
-            }),
-            None => Err(KernelError::Timeout {
-                program: program.to_path_buf(),
-                after: timeout,
-            }),
-        }
-    })
-}
-
-fn read_all(pipe: Option<&mut impl Read>) -> String {
-    let mut bytes = Vec::new();
-    if let Some(pipe) = pipe {
-        let _ = pipe.read_to_end(&mut bytes);
+    let done = kproxy_process::run(Command::new(program).args(args), stdin, timeout).map_err(
+        |source| KernelError::Spawn {
+            program: program.to_path_buf(),
+            source,
+        },
+    )?;
+    match done.status {
+        Some(status) => Ok(ToolOutput {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&done.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&done.stderr).into_owned(),
+        }),
+        None => Err(KernelError::Timeout {
+            program: program.to_path_buf(),
+            after: timeout,
+        }),
     }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Finds a tool in `PATH`, then `/usr/sbin` and `/sbin` (often missing from `PATH`).
